@@ -1,0 +1,1 @@
+export type CertFormat = "auto" | "pem" | "der" | "pkcs7";

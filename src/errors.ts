@@ -1,0 +1,47 @@
+/**
+ * Every reason a location can fail with. These strings are the `reason` label of
+ * `cert_read_errors` and of the error counters: they are a public contract, so add, never rename.
+ */
+export const READ_ERROR_REASONS = {
+  not_pem_or_der: "the bytes are neither PEM nor DER",
+  no_certificate: "PEM or PKCS#7 without any certificate in it",
+  corrupt_certificate: "a CERTIFICATE block or DER structure that does not decode",
+  bad_base64: "base64 that does not decode (PEM body, kubeconfig *-data field)",
+  unreadable: "the file or object could not be read (permissions, I/O error, not a regular file)",
+  not_found: "a file referenced by a kubeconfig does not exist",
+  too_large: "larger than the configured size limit; not read",
+  bad_yaml: "a kubeconfig that is not valid YAML or not a kubeconfig",
+  wrong_passphrase: "a PKCS#12 bundle whose passphrase does not match",
+  forbidden: "the Kubernetes API refused the request (403)",
+  connect_timeout: "no TCP connection within the connect timeout",
+  handshake_timeout: "no completed TLS handshake within the timeout",
+  connection_refused: "the port refused the connection",
+  connection_reset: "the peer reset or closed the connection",
+  dns_error: "the host name did not resolve",
+  tls_error: "the TLS handshake failed",
+} as const;
+
+export type ReadErrorReason = keyof typeof READ_ERROR_REASONS;
+
+/** A typed failure to read certificates from one location. `reason` is stable; `message` is for humans. */
+export class CertReadError extends Error {
+  readonly reason: ReadErrorReason;
+  /** PEM block labels seen when no certificate was found, so callers can tell a key file from garbage. */
+  readonly pemLabels: readonly string[];
+
+  constructor(reason: ReadErrorReason, message: string, options: { cause?: unknown; pemLabels?: readonly string[] } = {}) {
+    super(message, { cause: options.cause });
+    this.name = "CertReadError";
+    this.reason = reason;
+    this.pemLabels = options.pemLabels ?? [];
+  }
+}
+
+/** Turns anything thrown while reading into a CertReadError, keeping typed ones as they are. */
+export function toReadError(err: unknown, fallback: ReadErrorReason = "unreadable"): CertReadError {
+  if (err instanceof CertReadError) return err;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === "ENOENT") return new CertReadError("not_found", "no such file", { cause: err });
+  const message = err instanceof Error ? err.message : String(err);
+  return new CertReadError(fallback, message, { cause: err });
+}

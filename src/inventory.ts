@@ -1,0 +1,109 @@
+import type { CertRecord } from "./certs/record.js";
+import type { ReadErrorReason } from "./errors.js";
+
+export type SourceKind = "secret" | "endpoint" | "kubeconfig" | "file" | "configmap" | "webhook";
+
+/** Where certificates were found; these four values are the location labels of every series. */
+export interface Location {
+  source: SourceKind;
+  namespace: string;
+  name: string;
+  key: string;
+}
+
+/** Per-certificate alert thresholds set by annotations on the object that holds the certificate. */
+export interface Thresholds {
+  warningDays?: number;
+  criticalDays?: number;
+}
+
+/** The cert-manager Certificate that manages a Secret, from its annotations. */
+export interface CertManagerLink {
+  certificateName: string;
+  issuerName: string;
+  issuerKind: string;
+}
+
+/** What one probe of a TLS endpoint found, beside the certificates it was presented. */
+export interface EndpointProbe {
+  success: boolean;
+  chainVerified: boolean;
+  /** Why verification failed (OpenSSL's code, e.g. CERT_HAS_EXPIRED), "" when it passed. */
+  verifyError: string;
+  hostnameMatch: boolean;
+  tlsVersion: string;
+  cipher: string;
+  durationSeconds: number;
+}
+
+export interface LocationEntry {
+  location: Location;
+  certificates: readonly CertRecord[];
+  error?: { reason: ReadErrorReason; message: string };
+  thresholds?: Thresholds;
+  certManager?: CertManagerLink;
+  probe?: EndpointProbe;
+}
+
+export type LocationUpdate = Omit<LocationEntry, "location">;
+
+/** The identity of a location as one string; the separator cannot appear in Kubernetes names. */
+export function locationId(location: Location): string {
+  return `${location.source}\u0000${location.namespace}\u0000${location.name}\u0000${location.key}`;
+}
+
+/**
+ * The single store every source feeds and metrics read. A location is replaced as a whole, so a
+ * scrape never sees half of an update, and it disappears only when its source says it is gone.
+ */
+export class Inventory {
+  readonly #entries = new Map<string, LocationEntry>();
+  #generation = 0;
+
+  /** Grows on every change; renderers use it to know when a cached view is stale. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  replace(location: Location, update: LocationUpdate): void {
+    this.#entries.set(locationId(location), { ...update, location: { ...location } });
+    this.#generation++;
+  }
+
+  remove(location: Location): boolean {
+    const removed = this.#entries.delete(locationId(location));
+    if (removed) this.#generation++;
+    return removed;
+  }
+
+  get(location: Location): LocationEntry | undefined {
+    return this.#entries.get(locationId(location));
+  }
+
+  /** Removes every location of a source for which `keep` says no; returns how many went. */
+  prune(source: SourceKind, keep: (location: Location) => boolean): number {
+    let removed = 0;
+    for (const [id, entry] of this.#entries) {
+      if (entry.location.source === source && !keep(entry.location)) {
+        this.#entries.delete(id);
+        removed++;
+      }
+    }
+    if (removed > 0) this.#generation++;
+    return removed;
+  }
+
+  entries(): IterableIterator<LocationEntry> {
+    return this.#entries.values();
+  }
+
+  certificateCount(): number {
+    let count = 0;
+    for (const entry of this.#entries.values()) count += entry.certificates.length;
+    return count;
+  }
+}
