@@ -1,0 +1,168 @@
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+
+/** Thrown for every configuration problem; the CLI turns it into exit code 2. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+const UNITS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
+
+/** "90s", "5m", "1h30m", "250ms" or a plain number of seconds, to seconds. */
+const duration = z.union([z.number().positive(), z.string()]).transform((value, ctx) => {
+  if (typeof value === "number") return value;
+  const parts = [...value.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join("") !== value) {
+    ctx.addIssue({ code: "custom", message: `expected a duration such as 30s, 5m or 1h, got "${value}"` });
+    return z.NEVER;
+  }
+  return parts.reduce((sum, p) => sum + Number(p[1]) * (UNITS[p[2] as string] as number), 0);
+});
+
+const SIZE_UNITS: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 };
+
+/** "4MiB", "512KiB" or a plain number of bytes, to bytes. */
+const size = z.union([z.number().int().positive(), z.string()]).transform((value, ctx) => {
+  if (typeof value === "number") return value;
+  const match = /^(\d+)(B|KiB|MiB|GiB)$/.exec(value);
+  if (!match) {
+    ctx.addIssue({ code: "custom", message: `expected a size such as 512KiB or 4MiB, got "${value}"` });
+    return z.NEVER;
+  }
+  return Number(match[1]) * (SIZE_UNITS[match[2] as string] as number);
+});
+
+const pathGroup = z.strictObject({
+  /** Paths or globs; `~` is the home folder. */
+  paths: z.array(z.string().min(1)).min(1),
+  exclude: z.array(z.string().min(1)).default([]),
+});
+
+const endpointTarget = z.strictObject({
+  /** host:port, [v6]:port */
+  address: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):\d{1,5}$/, "expected host:port or [ipv6]:port"),
+  serverName: z.string().min(1).optional(),
+  caFile: z.string().min(1).optional(),
+  certFile: z.string().min(1).optional(),
+  keyFile: z.string().min(1).optional(),
+  timeout: duration.optional(),
+});
+
+export const configSchema = z.strictObject({
+  listen: z
+    .strictObject({
+      address: z.string().min(1).default("0.0.0.0"),
+      port: z.number().int().min(0).max(65535).default(9798),
+    })
+    .prefault({}),
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  intervals: z
+    .strictObject({
+      files: duration.default(60),
+      kubeconfigs: duration.default(60),
+      endpoints: duration.default(300),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      maxFileSize: size.default(4 * 1024 * 1024),
+      parseCacheEntries: z.number().int().min(0).default(20000),
+    })
+    .prefault({}),
+  probe: z
+    .strictObject({
+      timeout: duration.default(10),
+      connectTimeout: duration.default(5),
+      concurrency: z.number().int().positive().default(32),
+      jitter: z.number().min(0).max(1).default(0.1),
+    })
+    .prefault({}),
+  sources: z
+    .strictObject({
+      files: z.array(pathGroup).default([]),
+      kubeconfigs: z.array(pathGroup).default([]),
+      endpoints: z.array(endpointTarget).default([]),
+    })
+    .prefault({}),
+});
+
+export type Config = z.output<typeof configSchema>;
+export type PathGroup = z.output<typeof pathGroup>;
+export type EndpointTarget = z.output<typeof endpointTarget>;
+
+/** `sources.files[0].paths`: the path of an issue the way a user writes it in YAML. */
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const part of path) out += typeof part === "number" ? `[${part}]` : `${out ? "." : ""}${String(part)}`;
+  return out || "(top level)";
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === "unrecognized_keys") {
+    return issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown key`).join("\n");
+  }
+  if (issue.code === "invalid_type") return `${formatPath(issue.path)}: expected ${issue.expected}`;
+  return `${formatPath(issue.path)}: ${issue.message}`;
+}
+
+/** Validates a raw object against the schema; every problem is named by its path. */
+export function validateConfig(raw: unknown): Config {
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) throw new ConfigError(result.error.issues.map(describeIssue).join("\n"));
+  return result.data;
+}
+
+export function readConfigFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  try {
+    return parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid YAML: ${(err as Error).message}`);
+  }
+}
+
+/** Command-line and environment values that override the file; undefined means "not given". */
+export interface ConfigOverrides {
+  listenAddress?: string;
+  port?: number;
+  logLevel?: string;
+  files?: string[];
+  kubeconfigFiles?: string[];
+}
+
+/** Applies overrides to the raw file content before validation, so they are checked the same way. */
+export function mergeOverrides(raw: unknown, overrides: ConfigOverrides): unknown {
+  const base = (raw && typeof raw === "object" ? structuredClone(raw) : {}) as Record<string, unknown>;
+  const section = (key: string): Record<string, unknown> => {
+    const value = base[key];
+    if (value && typeof value === "object" && !Array.isArray(value)) return value as Record<string, unknown>;
+    const fresh: Record<string, unknown> = {};
+    base[key] = fresh;
+    return fresh;
+  };
+  if (overrides.listenAddress !== undefined) section("listen").address = overrides.listenAddress;
+  if (overrides.port !== undefined) section("listen").port = overrides.port;
+  if (overrides.logLevel !== undefined) base.logLevel = overrides.logLevel;
+  const addGroup = (key: string, paths: string[] | undefined) => {
+    if (!paths?.length) return;
+    const sources = section("sources");
+    const existing = Array.isArray(sources[key]) ? (sources[key] as unknown[]) : [];
+    sources[key] = [...existing, { paths }];
+  };
+  addGroup("files", overrides.files);
+  addGroup("kubeconfigs", overrides.kubeconfigFiles);
+  return base;
+}
+
+export function loadConfig(path: string | undefined, overrides: ConfigOverrides = {}): Config {
+  return validateConfig(mergeOverrides(path ? readConfigFile(path) : {}, overrides));
+}
