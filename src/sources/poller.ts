@@ -1,0 +1,62 @@
+import type { SourceContext } from "./source.js";
+
+/**
+ * Runs a source's full scan now and then every `intervalSeconds` (± jitter), recording health.
+ * Scans never overlap: the next one is scheduled only after the previous one ended.
+ */
+export class Poller {
+  readonly #name: string;
+  readonly #intervalMs: number;
+  readonly #jitter: number;
+  readonly #scan: () => Promise<void>;
+  readonly #ctx: SourceContext;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #stopped = false;
+
+  constructor(name: string, intervalSeconds: number, scan: () => Promise<void>, ctx: SourceContext, jitter = 0) {
+    this.#name = name;
+    this.#intervalMs = intervalSeconds * 1000;
+    this.#jitter = jitter;
+    this.#scan = scan;
+    this.#ctx = ctx;
+    ctx.health.register(name);
+  }
+
+  /** Runs the first scan, resolves when it is done, then keeps scanning until stop(). */
+  async start(): Promise<void> {
+    this.#stopped = false;
+    await this.runOnce();
+    this.#schedule();
+  }
+
+  /** One scan with health accounting; a failing scan is logged and marks the source down. */
+  async runOnce(): Promise<void> {
+    const started = performance.now();
+    this.#running = this.#scan();
+    try {
+      await this.#running;
+      this.#ctx.health.scanSucceeded(this.#name, (performance.now() - started) / 1000);
+    } catch (err) {
+      this.#ctx.health.scanFailed(this.#name, (performance.now() - started) / 1000);
+      this.#ctx.log.error({ source: this.#name, err }, "scan failed");
+    } finally {
+      this.#running = undefined;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#running?.catch(() => undefined);
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    const spread = this.#intervalMs * this.#jitter;
+    const delay = this.#intervalMs + (Math.random() * 2 - 1) * spread;
+    this.#timer = setTimeout(() => {
+      void this.runOnce().then(() => this.#schedule());
+    }, Math.max(0, delay));
+  }
+}
