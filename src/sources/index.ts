@@ -1,0 +1,15 @@
+import type { Config } from "../config.js";
+import { FileSource } from "./files.js";
+import { KubeconfigSource } from "./kubeconfig.js";
+import type { Source, SourceContext } from "./source.js";
+
+/** The sources the configuration turns on, in a fixed order. */
+export function createSources(config: Config, ctx: SourceContext): Source[] {
+  const sources: Source[] = [];
+  const { files, kubeconfigs } = config.sources;
+  if (files.length) sources.push(new FileSource(files, { intervalSeconds: config.intervals.files, maxFileSize: config.limits.maxFileSize }, ctx));
+  if (kubeconfigs.length) {
+    sources.push(new KubeconfigSource(kubeconfigs, { intervalSeconds: config.intervals.kubeconfigs, maxFileSize: config.limits.maxFileSize }, ctx));
+  }
+  return sources;
+}
