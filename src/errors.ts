@@ -19,6 +19,8 @@ export const READ_ERROR_REASONS = {
   connection_reset: "the peer reset or closed the connection",
   dns_error: "the host name did not resolve",
   tls_error: "the TLS handshake failed",
+  not_tls: "the peer answered with something other than TLS (plain HTTP, another protocol)",
+  client_cert_required: "the server demanded a client certificate and none was configured, or it refused the one configured",
 } as const;
 
 export type ReadErrorReason = keyof typeof READ_ERROR_REASONS;

@@ -34,6 +34,10 @@ export interface EndpointProbe {
   tlsVersion: string;
   cipher: string;
   durationSeconds: number;
+  /** Why the probe failed (a ReadErrorReason such as connect_timeout); absent when it succeeded. */
+  reason?: ReadErrorReason;
+  /** A human-readable account of the failure; absent when the probe succeeded. */
+  message?: string;
 }
 
 export interface LocationEntry {
