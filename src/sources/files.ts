@@ -1,0 +1,107 @@
+import type { CertRecord } from "../certs/record.js";
+import type { PathGroup } from "../config.js";
+import { CertReadError } from "../errors.js";
+import type { Location } from "../inventory.js";
+import { expandPathGroups, FileReader, parseCertificates, ScanPublisher } from "./paths.js";
+import { Poller } from "./poller.js";
+import type { Source, SourceContext } from "./source.js";
+
+/**
+ * PEM labels of things that are not certificates but sit beside them in certificate folders:
+ * private and public keys (`sa.key`, `sa.pub`), requests, CRLs and parameters. A file holding only
+ * these is not an error for a glob to have caught; it simply has no certificates and no location.
+ */
+const NOT_CERTIFICATE_LABELS = new Set([
+  "PRIVATE KEY",
+  "RSA PRIVATE KEY",
+  "EC PRIVATE KEY",
+  "DSA PRIVATE KEY",
+  "ENCRYPTED PRIVATE KEY",
+  "OPENSSH PRIVATE KEY",
+  "PUBLIC KEY",
+  "RSA PUBLIC KEY",
+  "CERTIFICATE REQUEST",
+  "NEW CERTIFICATE REQUEST",
+  "X509 CRL",
+  "EC PARAMETERS",
+  "DH PARAMETERS",
+]);
+
+/** True when a parse failure means "keys, requests or CRLs only", which is not an error for a file. */
+export function holdsOnlyNonCertificates(error: CertReadError): boolean {
+  return error.reason === "no_certificate" && error.pemLabels.length > 0 && error.pemLabels.every((label) => NOT_CERTIFICATE_LABELS.has(label));
+}
+
+/** Certificates in a file, or null for a file that has nothing for us (keys, CSRs, CRLs only). */
+type FileValue = readonly CertRecord[] | null;
+
+export interface FileSourceOptions {
+  intervalSeconds: number;
+  maxFileSize: number;
+}
+
+/**
+ * Certificate files (PEM bundles, DER, PKCS#7) found by paths and globs, polled on an interval.
+ * One location per file: `{source: "file", name: <absolute path as matched>}`.
+ */
+export class FileSource implements Source {
+  readonly name = "files";
+  /** Exposed so tests can count reads. */
+  readonly reader: FileReader<FileValue>;
+  readonly #groups: readonly PathGroup[];
+  readonly #publisher: ScanPublisher;
+  readonly #poller: Poller;
+
+  constructor(groups: PathGroup[], options: FileSourceOptions, ctx: SourceContext) {
+    this.#groups = groups;
+    this.#publisher = new ScanPublisher(ctx, "file");
+    this.reader = new FileReader<FileValue>(
+      (bytes) => {
+        try {
+          return parseCertificates(ctx, bytes);
+        } catch (err) {
+          if (err instanceof CertReadError && holdsOnlyNonCertificates(err)) return null;
+          throw err;
+        }
+      },
+      { maxFileSize: options.maxFileSize },
+    );
+    this.#poller = new Poller(this.name, options.intervalSeconds, () => this.#scan(), ctx);
+  }
+
+  start(): Promise<void> {
+    return this.#poller.start();
+  }
+
+  scanOnce(): Promise<void> {
+    return this.#poller.runOnce();
+  }
+
+  stop(): Promise<void> {
+    return this.#poller.stop();
+  }
+
+  async #scan(): Promise<void> {
+    const matched = await expandPathGroups(this.#groups);
+    this.reader.beginScan();
+    this.#publisher.begin();
+    for (const { path, literal } of matched) {
+      const location: Location = { source: "file", namespace: "", name: path, key: "" };
+      const outcome = await this.reader.read(path);
+      switch (outcome.kind) {
+        case "value":
+          if (outcome.value !== null) this.#publisher.publish(location, outcome.value);
+          break;
+        case "error":
+          this.#publisher.publish(location, outcome.error);
+          break;
+        case "missing":
+          // A glob match that vanished is simply gone; a path named literally is an error.
+          if (literal) this.#publisher.publish(location, outcome.error);
+          break;
+      }
+    }
+    this.reader.endScan();
+    this.#publisher.finish();
+  }
+}
