@@ -23,26 +23,31 @@ function labelText(labels: Record<string, string>): string {
   return out;
 }
 
+/** One metric family's samples, appended as text: V8 concatenation beats collecting and joining. */
 interface Family {
   name: string;
   help: string;
-  lines: string[];
+  text: string;
 }
 
 function family(name: string, help: string): Family {
-  return { name, help, lines: [] };
+  return { name, help, text: "" };
 }
 
-/** Label strings of one location's series, which only change when the location is replaced. */
+/** Label strings and constant lines of one location, which only change when the location is replaced. */
 interface PreparedEntry {
   location: string;
-  certificates: { identity: string; info: string }[];
+  identities: string[];
+  notAfter: string;
+  notBefore: string;
+  info: string;
 }
 
 function prepareEntry(entry: LocationEntry): PreparedEntry {
   const { source, namespace, name, key } = entry.location;
   const location = labelText({ source, namespace, name, key });
-  const certificates = entry.certificates.map((cert: CertRecord, index) => {
+  const prepared: PreparedEntry = { location, identities: [], notAfter: "", notBefore: "", info: "" };
+  entry.certificates.forEach((cert: CertRecord, index) => {
     const identity = `${location},${labelText({
       index: String(index),
       subject_cn: cert.subjectCN,
@@ -59,9 +64,12 @@ function prepareEntry(entry: LocationEntry): PreparedEntry {
       key_bits: String(cert.keyBits),
       signature_algorithm: cert.signatureAlgorithm,
     })}`;
-    return { identity, info };
+    prepared.identities.push(identity);
+    prepared.notAfter += `cert_not_after_timestamp_seconds{${identity}} ${cert.notAfter}\n`;
+    prepared.notBefore += `cert_not_before_timestamp_seconds{${identity}} ${cert.notBefore}\n`;
+    prepared.info += `cert_info{${info}} 1\n`;
   });
-  return { location, certificates };
+  return prepared;
 }
 
 const bool = (value: boolean): string => (value ? "1" : "0");
@@ -116,41 +124,41 @@ export class MetricsRenderer {
         prepared = prepareEntry(entry);
         this.#prepared.set(entry, prepared);
       }
+      notAfter.text += prepared.notAfter;
+      notBefore.text += prepared.notBefore;
+      info.text += prepared.info;
       entry.certificates.forEach((cert, index) => {
-        const labels = prepared.certificates[index] as { identity: string; info: string };
-        notAfter.lines.push(`cert_not_after_timestamp_seconds{${labels.identity}} ${cert.notAfter}`);
-        notBefore.lines.push(`cert_not_before_timestamp_seconds{${labels.identity}} ${cert.notBefore}`);
-        daysLeft.lines.push(`cert_expires_in_days{${labels.identity}} ${(cert.notAfter - now) / SECONDS_PER_DAY}`);
-        expired.lines.push(`cert_expired{${labels.identity}} ${bool(cert.notAfter <= now)}`);
-        info.lines.push(`cert_info{${labels.info}} 1`);
+        const identity = prepared.identities[index] as string;
+        daysLeft.text += `cert_expires_in_days{${identity}} ${(cert.notAfter - now) / SECONDS_PER_DAY}\n`;
+        expired.text += `cert_expired{${identity}} ${bool(cert.notAfter <= now)}\n`;
       });
       const at = prepared.location;
-      if (entry.error) errors.lines.push(`cert_read_errors{${at},reason="${escapeLabelValue(entry.error.reason)}"} 1`);
-      if (entry.thresholds?.warningDays !== undefined) warningDays.lines.push(`cert_threshold_warning_days{${at}} ${entry.thresholds.warningDays}`);
-      if (entry.thresholds?.criticalDays !== undefined) criticalDays.lines.push(`cert_threshold_critical_days{${at}} ${entry.thresholds.criticalDays}`);
+      if (entry.error) errors.text += `cert_read_errors{${at},reason="${escapeLabelValue(entry.error.reason)}"} 1\n`;
+      if (entry.thresholds?.warningDays !== undefined) warningDays.text += `cert_threshold_warning_days{${at}} ${entry.thresholds.warningDays}\n`;
+      if (entry.thresholds?.criticalDays !== undefined) criticalDays.text += `cert_threshold_critical_days{${at}} ${entry.thresholds.criticalDays}\n`;
       if (entry.certManager) {
         const link = labelText({
           certificate: entry.certManager.certificateName,
           issuer: entry.certManager.issuerName,
           issuer_kind: entry.certManager.issuerKind,
         });
-        certManager.lines.push(`cert_certmanager_certificate_info{${at},${link}} 1`);
+        certManager.text += `cert_certmanager_certificate_info{${at},${link}} 1\n`;
       }
       const probe = entry.probe;
       if (probe) {
-        probeSuccess.lines.push(`cert_endpoint_probe_success{${at}} ${bool(probe.success)}`);
-        chainVerified.lines.push(`cert_endpoint_chain_verified{${at}} ${bool(probe.chainVerified)}`);
-        if (probe.verifyError) verifyError.lines.push(`cert_endpoint_verify_error{${at},reason="${escapeLabelValue(probe.verifyError)}"} 1`);
-        hostnameMatch.lines.push(`cert_endpoint_hostname_match{${at}} ${bool(probe.hostnameMatch)}`);
-        if (probe.tlsVersion) tlsInfo.lines.push(`cert_endpoint_tls_info{${at},${labelText({ tls_version: probe.tlsVersion, cipher: probe.cipher })}} 1`);
-        probeDuration.lines.push(`cert_endpoint_probe_duration_seconds{${at}} ${probe.durationSeconds}`);
+        probeSuccess.text += `cert_endpoint_probe_success{${at}} ${bool(probe.success)}\n`;
+        chainVerified.text += `cert_endpoint_chain_verified{${at}} ${bool(probe.chainVerified)}\n`;
+        if (probe.verifyError) verifyError.text += `cert_endpoint_verify_error{${at},reason="${escapeLabelValue(probe.verifyError)}"} 1\n`;
+        hostnameMatch.text += `cert_endpoint_hostname_match{${at}} ${bool(probe.hostnameMatch)}\n`;
+        if (probe.tlsVersion) tlsInfo.text += `cert_endpoint_tls_info{${at},${labelText({ tls_version: probe.tlsVersion, cipher: probe.cipher })}} 1\n`;
+        probeDuration.text += `cert_endpoint_probe_duration_seconds{${at}} ${probe.durationSeconds}\n`;
       }
     }
 
     const families = [notAfter, notBefore, daysLeft, expired, info, errors, warningDays, criticalDays, certManager, probeSuccess, chainVerified, verifyError, hostnameMatch, tlsInfo, probeDuration];
     let out = "";
     for (const f of families) {
-      if (f.lines.length) out += `# HELP ${f.name} ${f.help}\n# TYPE ${f.name} gauge\n${f.lines.join("\n")}\n`;
+      if (f.text) out += `# HELP ${f.name} ${f.help}\n# TYPE ${f.name} gauge\n${f.text}`;
     }
     return out;
   }

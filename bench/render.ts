@@ -1,0 +1,103 @@
+/**
+ * /metrics render time at 10,000 and 50,000 certificates: our renderer next to a plain prom-client
+ * registry holding the same series, and the longest event-loop stall while ours renders.
+ */
+import { pathToFileURL } from "node:url";
+import { Gauge, Registry } from "prom-client";
+import { Health } from "../src/health.js";
+import { Inventory } from "../src/inventory.js";
+import { MetricsRenderer } from "../src/metrics.js";
+import { record } from "../test/helpers/records.js";
+import { printTable, type BenchRow } from "./report.js";
+
+const ROUNDS = 5;
+
+function fill(count: number): Inventory {
+  const inventory = new Inventory();
+  for (let i = 0; i < count; i++) {
+    inventory.replace(
+      { source: "secret", namespace: `ns-${i % 200}`, name: `tls-${i}`, key: "tls.crt" },
+      { certificates: [record({ serial: i.toString(16), subjectCN: `host-${i}.example.test`, daysLeft: (i % 400) - 20 })] },
+    );
+  }
+  return inventory;
+}
+
+/** The same five per-certificate families as plain prom-client gauges. */
+function promClientBaseline(inventory: Inventory): Registry {
+  const registry = new Registry();
+  const identity = ["source", "namespace", "name", "key", "index", "subject_cn", "issuer_cn", "serial", "ca"];
+  const infoLabels = [...identity, "fingerprint_sha256", "subject", "issuer", "sans", "key_algorithm", "key_bits", "signature_algorithm"];
+  const notAfter = new Gauge({ name: "cert_not_after_timestamp_seconds", help: "h", labelNames: identity, registers: [registry] });
+  const notBefore = new Gauge({ name: "cert_not_before_timestamp_seconds", help: "h", labelNames: identity, registers: [registry] });
+  const days = new Gauge({ name: "cert_expires_in_days", help: "h", labelNames: identity, registers: [registry] });
+  const expired = new Gauge({ name: "cert_expired", help: "h", labelNames: identity, registers: [registry] });
+  const info = new Gauge({ name: "cert_info", help: "h", labelNames: infoLabels, registers: [registry] });
+  const now = Date.now() / 1000;
+  for (const entry of inventory.entries()) {
+    entry.certificates.forEach((c, index) => {
+      const labels = { ...entry.location, index: String(index), subject_cn: c.subjectCN, issuer_cn: c.issuerCN, serial: c.serial, ca: String(c.isCA) };
+      notAfter.set(labels, c.notAfter);
+      notBefore.set(labels, c.notBefore);
+      days.set(labels, (c.notAfter - now) / 86400);
+      expired.set(labels, c.notAfter <= now ? 1 : 0);
+      info.set({ ...labels, fingerprint_sha256: c.fingerprintSha256, subject: c.subject, issuer: c.issuer, sans: c.sans.join(","), key_algorithm: c.keyAlgorithm, key_bits: String(c.keyBits), signature_algorithm: c.signatureAlgorithm }, 1);
+    });
+  }
+  return registry;
+}
+
+async function median(run: () => Promise<unknown>): Promise<number> {
+  await run();
+  const times: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const started = performance.now();
+    await run();
+    times.push(performance.now() - started);
+  }
+  return times.sort((a, b) => a - b)[Math.floor(ROUNDS / 2)] as number;
+}
+
+/** Longest gap between event-loop turns while `work` runs. */
+async function longestStall(work: () => Promise<unknown>): Promise<number> {
+  let last = performance.now();
+  let longest = 0;
+  let running = true;
+  const tick = () => {
+    const now = performance.now();
+    longest = Math.max(longest, now - last);
+    last = now;
+    if (running) setImmediate(tick);
+  };
+  setImmediate(tick);
+  await work();
+  await new Promise((resolve) => setImmediate(resolve));
+  running = false;
+  return longest;
+}
+
+export async function benchRender(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  for (const count of [10_000, 50_000]) {
+    const inventory = fill(count);
+    const renderer = new MetricsRenderer(inventory, new Health(inventory));
+    const ours = await median(() => renderer.renderCertificates());
+    const stall = await longestStall(() => renderer.renderCertificates());
+    const registry = promClientBaseline(inventory);
+    const baseline = await median(() => registry.metrics());
+    const baselineStall = await longestStall(() => registry.metrics());
+    const baselineName = `render ${count} certs, plain prom-client registry (baseline)`;
+    const baselineStallName = `longest event-loop stall, ${count} certs, prom-client (baseline)`;
+    rows.push(
+      { name: baselineName, value: baseline, unit: "ms" },
+      { name: `render ${count} certs, ours`, value: ours, unit: "ms", baseline: baselineName },
+      { name: baselineStallName, value: baselineStall, unit: "ms" },
+      { name: `longest event-loop stall, ${count} certs, ours`, value: stall, unit: "ms", baseline: baselineStallName },
+    );
+  }
+  return rows;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  printTable("metrics render", await benchRender());
+}

@@ -1,0 +1,55 @@
+import t from "tap";
+import { Inventory, type Location } from "../src/inventory.js";
+import { record } from "./helpers/records.js";
+
+const at = (name: string, key = ""): Location => ({ source: "file", namespace: "", name, key });
+
+t.test("replace swaps a location's certificates as a whole", async (t) => {
+  const inventory = new Inventory();
+  inventory.replace(at("/a.pem"), { certificates: [record({ serial: "01" }), record({ serial: "02" })] });
+  inventory.replace(at("/a.pem"), { certificates: [record({ serial: "03" })] });
+  t.equal(inventory.size, 1);
+  t.same(inventory.get(at("/a.pem"))?.certificates.map((c) => c.serial), ["03"]);
+});
+
+t.test("an error replaces the certificates of its location and nothing else", async (t) => {
+  const inventory = new Inventory();
+  inventory.replace(at("/a.pem"), { certificates: [record()] });
+  inventory.replace(at("/b.pem"), { certificates: [record()] });
+  inventory.replace(at("/a.pem"), { certificates: [], error: { reason: "corrupt_certificate", message: "x" } });
+  t.equal(inventory.get(at("/a.pem"))?.certificates.length, 0);
+  t.equal(inventory.get(at("/a.pem"))?.error?.reason, "corrupt_certificate");
+  t.equal(inventory.get(at("/b.pem"))?.certificates.length, 1);
+  t.equal(inventory.certificateCount(), 1);
+});
+
+t.test("remove and prune drop locations and bump the generation", async (t) => {
+  const inventory = new Inventory();
+  inventory.replace(at("/a.pem"), { certificates: [record()] });
+  inventory.replace(at("/b.pem"), { certificates: [record()] });
+  inventory.replace({ source: "kubeconfig", namespace: "", name: "/k", key: "users/u" }, { certificates: [record()] });
+  const before = inventory.generation;
+  t.equal(inventory.remove(at("/a.pem")), true);
+  t.equal(inventory.remove(at("/a.pem")), false, "removing twice is a no-op");
+  t.ok(inventory.generation > before);
+  t.equal(inventory.prune("file", () => false), 1, "only the file source's locations go");
+  t.equal(inventory.size, 1);
+  t.equal([...inventory.entries()][0]?.location.source, "kubeconfig");
+});
+
+t.test("locations differ by every label, including key", async (t) => {
+  const inventory = new Inventory();
+  inventory.replace(at("/k", "users/a"), { certificates: [record()] });
+  inventory.replace(at("/k", "clusters/a"), { certificates: [record()] });
+  inventory.replace({ source: "secret", namespace: "ns", name: "/k", key: "users/a" }, { certificates: [record()] });
+  t.equal(inventory.size, 3);
+});
+
+t.test("a stored location is a copy: mutating the caller's object changes nothing", async (t) => {
+  const inventory = new Inventory();
+  const location = at("/a.pem");
+  inventory.replace(location, { certificates: [record()] });
+  location.name = "/elsewhere";
+  t.ok(inventory.get(at("/a.pem")));
+  t.notOk(inventory.get(at("/elsewhere")));
+});

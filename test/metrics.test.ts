@@ -1,0 +1,153 @@
+import t from "tap";
+import { Health } from "../src/health.js";
+import { Inventory } from "../src/inventory.js";
+import { MetricsRenderer, escapeLabelValue, negotiateFormat } from "../src/metrics.js";
+import { record } from "./helpers/records.js";
+
+function setup() {
+  const inventory = new Inventory();
+  const health = new Health(inventory);
+  return { inventory, health, renderer: new MetricsRenderer(inventory, health) };
+}
+
+/** The value of the one sample of `metric` whose label text contains every fragment. */
+function sample(body: string, metric: string, ...fragments: string[]): number | undefined {
+  const line = body.split("\n").find((l) => l.startsWith(`${metric}{`) && fragments.every((f) => l.includes(f)));
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
+}
+
+t.test("label values escape backslash, double quote and line feed", async (t) => {
+  t.equal(escapeLabelValue('a"b\\c\nd'), 'a\\"b\\\\c\\nd');
+  t.equal(escapeLabelValue("plain Zürich 東京"), "plain Zürich 東京");
+  const { inventory, renderer } = setup();
+  inventory.replace({ source: "file", namespace: "", name: '/tmp/we"ird\\name', key: "" }, { certificates: [record({ subjectCN: 'evil"\\\nCN' })] });
+  const body = await renderer.renderCertificates();
+  t.match(body, 'name="/tmp/we\\"ird\\\\name"');
+  t.match(body, 'subject_cn="evil\\"\\\\\\nCN"');
+  t.notMatch(body, /CN"\s*\n/, "no raw line feed inside a label value");
+});
+
+t.test("every per-certificate series carries the contract's labels", async (t) => {
+  const { inventory, renderer } = setup();
+  const now = Math.floor(Date.now() / 1000);
+  inventory.replace({ source: "secret", namespace: "prod", name: "web-tls", key: "tls.crt" }, {
+    certificates: [record({ notAfter: now + 10 * 86400, serial: "00ff", isCA: false }), record({ subjectCN: "Example CA", isCA: true, serial: "01" })],
+  });
+  const body = await renderer.renderCertificates(now);
+  const leaf = 'source="secret",namespace="prod",name="web-tls",key="tls.crt",index="0",subject_cn="example.test",issuer_cn="Example CA",serial="00ff",ca="false"';
+  t.equal(sample(body, "cert_not_after_timestamp_seconds", leaf), now + 10 * 86400);
+  t.equal(sample(body, "cert_expires_in_days", leaf), 10);
+  t.equal(sample(body, "cert_expired", leaf), 0);
+  t.equal(sample(body, "cert_expired", 'index="1"', 'subject_cn="Example CA"', 'serial="01"', 'ca="true"'), 0, "the second certificate of the bundle is index 1");
+  t.equal(sample(body, "cert_info", leaf, `fingerprint_sha256="${"ab".repeat(32)}"`, 'sans="DNS:example.test"', 'key_algorithm="ECDSA"', 'key_bits="256"', 'signature_algorithm="ecdsa-with-SHA256"', 'subject="CN=example.test"', 'issuer="CN=Example CA"'), 1);
+});
+
+t.test("days left and expired are computed at render time", async (t) => {
+  const { inventory, renderer } = setup();
+  const notAfter = 1_800_000_000;
+  inventory.replace({ source: "file", namespace: "", name: "/a.pem", key: "" }, { certificates: [record({ notAfter })] });
+  const before = await renderer.renderCertificates(notAfter - 86400 * 1.5);
+  t.equal(sample(before, "cert_expires_in_days", 'name="/a.pem"'), 1.5);
+  t.equal(sample(before, "cert_expired", 'name="/a.pem"'), 0);
+  const after = await renderer.renderCertificates(notAfter + 86400 * 2);
+  t.equal(sample(after, "cert_expires_in_days", 'name="/a.pem"'), -2);
+  t.equal(sample(after, "cert_expired", 'name="/a.pem"'), 1);
+});
+
+t.test("the same certificate at two locations, or twice in one bundle, gives distinct series", async (t) => {
+  const { inventory, renderer } = setup();
+  const cert = record();
+  inventory.replace({ source: "file", namespace: "", name: "/a.pem", key: "" }, { certificates: [cert, cert] });
+  inventory.replace({ source: "file", namespace: "", name: "/b.pem", key: "" }, { certificates: [cert] });
+  const body = await renderer.renderCertificates();
+  const series = body.split("\n").filter((l) => l.startsWith("cert_info{")).map((l) => l.slice(0, l.lastIndexOf(" ")));
+  t.equal(series.length, 3);
+  t.equal(new Set(series).size, 3, "no duplicate label sets");
+});
+
+t.test("errors, thresholds, cert-manager links and probes render per location", async (t) => {
+  const { inventory, renderer } = setup();
+  inventory.replace({ source: "file", namespace: "", name: "/bad.pem", key: "" }, { certificates: [], error: { reason: "corrupt_certificate", message: "m" } });
+  inventory.replace({ source: "secret", namespace: "ns", name: "s", key: "tls.crt" }, {
+    certificates: [record()],
+    thresholds: { warningDays: 40, criticalDays: 10 },
+    certManager: { certificateName: "web", issuerName: "letsencrypt", issuerKind: "ClusterIssuer" },
+  });
+  inventory.replace({ source: "endpoint", namespace: "", name: "[::1]:8443", key: "" }, {
+    certificates: [record()],
+    probe: { success: true, chainVerified: false, verifyError: "CERT_HAS_EXPIRED", hostnameMatch: true, tlsVersion: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", durationSeconds: 0.25 },
+  });
+  const body = await renderer.renderCertificates();
+  t.equal(sample(body, "cert_read_errors", 'name="/bad.pem"', 'reason="corrupt_certificate"'), 1);
+  t.equal(sample(body, "cert_threshold_warning_days", 'name="s"'), 40);
+  t.equal(sample(body, "cert_threshold_critical_days", 'name="s"'), 10);
+  t.equal(sample(body, "cert_certmanager_certificate_info", 'certificate="web"', 'issuer="letsencrypt"', 'issuer_kind="ClusterIssuer"'), 1);
+  t.equal(sample(body, "cert_endpoint_probe_success", 'name="[::1]:8443"'), 1);
+  t.equal(sample(body, "cert_endpoint_chain_verified", 'name="[::1]:8443"'), 0);
+  t.equal(sample(body, "cert_endpoint_verify_error", 'reason="CERT_HAS_EXPIRED"'), 1);
+  t.equal(sample(body, "cert_endpoint_hostname_match", 'name="[::1]:8443"'), 1);
+  t.equal(sample(body, "cert_endpoint_tls_info", 'tls_version="TLSv1.3"', 'cipher="TLS_AES_256_GCM_SHA384"'), 1);
+  t.equal(sample(body, "cert_endpoint_probe_duration_seconds", 'name="[::1]:8443"'), 0.25);
+  t.notMatch(body, "cert_read_errors{source=\"secret\"", "a readable location has no error series");
+});
+
+t.test("each family is declared once, with its samples grouped under it", async (t) => {
+  const { inventory, renderer } = setup();
+  for (let i = 0; i < 5; i++) inventory.replace({ source: "file", namespace: "", name: `/c${i}.pem`, key: "" }, { certificates: [record()] });
+  const body = await renderer.render("prometheus");
+  const types = body.split("\n").filter((l) => l.startsWith("# TYPE "));
+  t.equal(new Set(types).size, types.length, "no family declared twice");
+  let current = "";
+  const seen = new Set<string>();
+  for (const line of body.split("\n")) {
+    if (line.startsWith("# TYPE ")) current = line.split(" ")[2] as string;
+    else if (line && !line.startsWith("#")) {
+      const name = line.split(/[{ ]/)[0] as string;
+      if (!name.startsWith(current)) t.fail(`sample ${name} outside its family ${current}`);
+      seen.add(name);
+    }
+  }
+  t.ok(seen.has("cert_expires_in_days"));
+  t.ok(seen.has("process_cpu_seconds_total"), "standard process metrics are there");
+  t.ok(seen.has("cert_expiry_exporter_build_info"));
+  t.equal(sample(body, "cert_expiry_exporter_certificates", 'source="file"'), 5);
+});
+
+t.test("OpenMetrics is served when asked for, and ends with # EOF", async (t) => {
+  t.equal(negotiateFormat("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"), "openmetrics");
+  t.equal(negotiateFormat("text/plain"), "prometheus");
+  t.equal(negotiateFormat(undefined), "prometheus");
+  const { inventory, renderer } = setup();
+  inventory.replace({ source: "file", namespace: "", name: "/a.pem", key: "" }, { certificates: [record()] });
+  const om = await renderer.render("openmetrics");
+  t.ok(om.endsWith("# EOF\n"));
+  t.equal(om.match(/# EOF/g)?.length, 1);
+  const text = await renderer.render("prometheus");
+  t.notMatch(text, "# EOF");
+});
+
+t.test("concurrent scrapes share one render", async (t) => {
+  const { inventory, renderer } = setup();
+  for (let i = 0; i < 5000; i++) inventory.replace({ source: "file", namespace: "", name: `/c${i}.pem`, key: "" }, { certificates: [record()] });
+  const a = renderer.render("prometheus");
+  const b = renderer.render("prometheus");
+  t.equal(a, b, "the second scrape joins the first render");
+  const [bodyA, bodyB] = await Promise.all([a, b]);
+  t.equal(bodyA, bodyB);
+  t.not(renderer.render("prometheus"), a, "a later scrape starts a fresh render");
+});
+
+t.test("a large inventory is rendered in slices that let other work run", async (t) => {
+  const { inventory, renderer } = setup();
+  for (let i = 0; i < 10_000; i++) inventory.replace({ source: "file", namespace: "", name: `/c${i}.pem`, key: "" }, { certificates: [record()] });
+  let rendered = false;
+  let ranDuringRender = false;
+  setImmediate(() => {
+    ranDuringRender = !rendered;
+  });
+  const body = await renderer.renderCertificates();
+  rendered = true;
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(ranDuringRender, true, "a callback queued before the render ran before it finished");
+  t.equal(body.split("\n").filter((l) => l.startsWith("cert_info{")).length, 10_000);
+});
