@@ -136,3 +136,37 @@ export async function crlPem(issuer: Issued): Promise<string> {
 }
 
 export { x509 };
+
+/**
+ * A self-signed Ed25519 certificate DER whose subject and issuer commonName hold exactly `value`
+ * under ASN.1 string tag `tag` (0x14 TeletexString, 0x1e BMPString, 0x0c UTF8String holding invalid
+ * UTF-8, …), which no generator library writes. Made by issuing with a placeholder CN of the same
+ * length, substituting it in the to-be-signed part and signing that again, so the signature is valid.
+ */
+export async function makeCertWithRawCN(tag: number, value: Uint8Array, spec: Omit<CertSpec, "subject" | "cn" | "key" | "issuer"> = {}): Promise<Buffer> {
+  if (value.length < 4 || value.length > 100) throw new RangeError("raw CN must be 4..100 bytes");
+  const placeholder = Array.from({ length: value.length }, (_, i) => "QXZJWKV"[(i * 5 + value.length) % 7]).join("");
+  const issued = await makeCert({ ...spec, cn: placeholder, key: "ed25519" });
+  const der = Buffer.from(issued.der);
+  const needle = Buffer.from(placeholder, "latin1");
+  let found = 0;
+  for (let at = der.indexOf(needle); at >= 0; at = der.indexOf(needle, at + needle.length)) {
+    if (der[at - 1] !== value.length) continue;
+    der[at - 2] = tag;
+    Buffer.from(value).copy(der, at);
+    found++;
+  }
+  if (found !== 2) throw new Error(`placeholder CN found ${found} times, expected 2`);
+  // Certificate ::= SEQUENCE { tbs, signatureAlgorithm, signature BIT STRING }: an Ed25519 signature
+  // is 64 bytes, the last of the certificate, so the lengths do not change.
+  const headerLen = (b: number) => (b < 0x80 ? 2 : 2 + (b & 0x7f));
+  const tbsStart = headerLen(der[1]!);
+  const tbsLenByte = der[tbsStart + 1]!;
+  let tbsLen = 0;
+  if (tbsLenByte < 0x80) tbsLen = tbsLenByte;
+  else for (let i = 0; i < (tbsLenByte & 0x7f); i++) tbsLen = tbsLen * 256 + der[tbsStart + 2 + i]!;
+  const tbsEnd = tbsStart + headerLen(tbsLenByte) + tbsLen;
+  const signature = Buffer.from(await webcrypto.subtle.sign("Ed25519", issued.keys.privateKey, der.subarray(tbsStart, tbsEnd)));
+  signature.copy(der, der.length - 64);
+  return der;
+}
