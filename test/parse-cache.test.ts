@@ -1,0 +1,121 @@
+import t from "tap";
+import { CertReadError } from "../src/errors.js";
+import { ParseCache } from "../src/certs/cache.js";
+import * as parser from "../src/certs/parse.js";
+import { makeCert, privateKeyPem } from "../scripts/certgen.js";
+
+const a = Buffer.from((await makeCert({ cn: "a" })).pem);
+const b = Buffer.from((await makeCert({ cn: "b" })).pem);
+const c = (await makeCert({ cn: "c" })).der;
+const keyOnly = Buffer.from(await privateKeyPem(await makeCert({ cn: "k" })));
+
+function thrown(fn: () => unknown): CertReadError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof CertReadError) return err;
+    throw err;
+  }
+  throw new Error("expected a CertReadError");
+}
+
+t.test("the same bytes are parsed once", async (t) => {
+  let calls = 0;
+  const { ParseCache: Counted } = await t.mockImport<typeof import("../src/certs/cache.js")>("../src/certs/cache.js", {
+    "../src/certs/parse.js": {
+      ...parser,
+      parseCertificates: (...args: Parameters<typeof parser.parseCertificates>) => {
+        calls++;
+        return parser.parseCertificates(...args);
+      },
+    },
+  });
+  const cache = new Counted(10);
+  const first = cache.parse(a);
+  for (let i = 0; i < 5; i++) t.equal(cache.parse(a), first, "the cached records are returned");
+  t.equal(calls, 1, "parser called once");
+  // Equal bytes in a different buffer are the same content.
+  t.equal(cache.parse(new Uint8Array(a)), first);
+  t.equal(calls, 1);
+  t.equal(cache.hits, 6);
+  t.equal(cache.misses, 1);
+  t.same(first.map((r) => r.subjectCN), ["a"]);
+});
+
+t.test("records match an uncached parse and are frozen", async (t) => {
+  const cache = new ParseCache();
+  const records = cache.parse(c);
+  t.same(records, parser.parseCertificates(c));
+  t.ok(Object.isFrozen(records));
+  t.ok(Object.isFrozen(records[0]));
+  t.ok(Object.isFrozen(records[0]!.sans));
+});
+
+t.test("the format is part of the key", async (t) => {
+  const cache = new ParseCache(10);
+  cache.parse(a);
+  cache.parse(a, "pem");
+  t.equal(cache.misses, 2);
+  t.equal(cache.size, 2);
+  t.equal(thrown(() => cache.parse(a, "der")).reason, "not_pem_or_der");
+  t.equal(cache.misses, 3);
+});
+
+t.test("errors are cached too", async (t) => {
+  const cache = new ParseCache(10);
+  const e1 = thrown(() => cache.parse(keyOnly));
+  const e2 = thrown(() => cache.parse(keyOnly));
+  t.equal(cache.misses, 1);
+  t.equal(cache.hits, 1);
+  for (const e of [e1, e2]) {
+    t.equal(e.reason, "no_certificate");
+    t.same(e.pemLabels, ["PRIVATE KEY"]);
+  }
+  t.equal(e2.message, e1.message);
+  t.not(e2, e1, "each throw is a fresh error object");
+  const g1 = thrown(() => cache.parse(Buffer.from("garbage")));
+  t.equal(g1.reason, "not_pem_or_der");
+  t.equal(thrown(() => cache.parse(Buffer.from("garbage"))).reason, "not_pem_or_der");
+  t.equal(cache.misses, 2);
+  t.equal(cache.hits, 2);
+});
+
+t.test("LRU bound: the least recently used entry goes first", async (t) => {
+  const cache = new ParseCache(2);
+  cache.parse(a); // miss: [a]
+  cache.parse(b); // miss: [a, b]
+  cache.parse(a); // hit:  [b, a]
+  cache.parse(c); // miss, evicts b: [a, c]
+  t.equal(cache.size, 2);
+  t.same([cache.hits, cache.misses], [1, 3]);
+  cache.parse(a); // hit: [c, a]
+  t.same([cache.hits, cache.misses], [2, 3], "a survived: it was used more recently than b");
+  cache.parse(b); // miss, evicts c: [a, b]
+  t.same([cache.hits, cache.misses], [2, 4], "b was evicted");
+  cache.parse(c); // miss, evicts a: [b, c]
+  t.same([cache.hits, cache.misses], [2, 5], "c was evicted by b");
+  cache.parse(b);
+  t.same([cache.hits, cache.misses], [3, 5]);
+  t.equal(cache.size, 2);
+});
+
+t.test("maxEntries 0 disables caching", async (t) => {
+  const cache = new ParseCache(0);
+  const r1 = cache.parse(a);
+  const r2 = cache.parse(a);
+  t.not(r1, r2);
+  t.same(r1, r2);
+  t.equal(thrown(() => cache.parse(keyOnly)).reason, "no_certificate");
+  t.same([cache.hits, cache.misses, cache.size], [0, 3, 0]);
+});
+
+t.test("clear and bad sizes", async (t) => {
+  const cache = new ParseCache(4);
+  cache.parse(a);
+  cache.clear();
+  t.equal(cache.size, 0);
+  cache.parse(a);
+  t.equal(cache.misses, 2);
+  t.throws(() => new ParseCache(-1), RangeError);
+  t.throws(() => new ParseCache(1.5), RangeError);
+});
