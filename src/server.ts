@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Health } from "./health.js";
 import type { Inventory } from "./inventory.js";
 import type { Logger } from "./log.js";
@@ -14,7 +14,7 @@ export interface ServerDeps {
 
 /** The HTTP face of the exporter: /metrics, /healthz, /readyz and the status page at /. */
 export function buildServer({ inventory, health, log }: ServerDeps): FastifyInstance {
-  const app = Fastify({ loggerInstance: log.child({ component: "http" }) as FastifyBaseLogger, disableRequestLogging: true });
+  const app = Fastify({ loggerInstance: log.child({ component: "http" }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
   const renderer = new MetricsRenderer(inventory, health);
 
   app.get("/metrics", async (request, reply) => {
