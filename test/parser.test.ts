@@ -453,3 +453,28 @@ t.test("odd and bad inputs", async (t) => {
     rejects(t, broken, "corrupt_certificate");
   });
 });
+
+t.test("mutated inputs never escape as anything but CertReadError", async (t) => {
+  const { root, intermediate, leaf } = await makeChain("fuzz.example.com");
+  const inputs = [leaf.der, pkcs7([leaf, root], "der") as Buffer, Buffer.from(leaf.pem + intermediate.pem)];
+  let seed = 20240301;
+  const random = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  const outcomes = new Map<string, number>();
+  let unexpected = 0;
+  for (let n = 0; n < 3000; n++) {
+    const mutated = Buffer.from(inputs[n % inputs.length]!);
+    for (let k = 1 + Math.floor(random() * 4); k > 0; k--) mutated[Math.floor(random() * mutated.length)] = Math.floor(random() * 256);
+    const input = random() < 0.1 ? mutated.subarray(0, Math.floor(random() * mutated.length)) : mutated;
+    try {
+      for (const r of parseCertificates(input)) {
+        if (!Number.isFinite(r.notBefore) || !Number.isFinite(r.notAfter) || typeof r.subject !== "string") unexpected++;
+      }
+      outcomes.set("ok", (outcomes.get("ok") ?? 0) + 1);
+    } catch (err) {
+      if (err instanceof CertReadError) outcomes.set(err.reason, (outcomes.get(err.reason) ?? 0) + 1);
+      else unexpected++;
+    }
+  }
+  t.equal(unexpected, 0, "only records or CertReadErrors");
+  t.ok((outcomes.get("ok") ?? 0) > 0 && (outcomes.get("corrupt_certificate") ?? 0) > 0, "both outcomes exercised");
+});
