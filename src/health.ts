@@ -3,6 +3,7 @@ import type { Inventory } from "./inventory.js";
 import { VERSION } from "./version.js";
 
 const PREFIX = "cert_expiry_exporter_";
+const LINT_FAILING_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
 
 /**
  * The exporter's own metrics. Each is registered in two registries, one per exposition format,
@@ -23,8 +24,11 @@ export class Health {
   constructor(inventory: Inventory) {
     this.openMetrics.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
     const registers = [this.prometheus, this.openMetrics];
-    collectDefaultMetrics({ register: this.prometheus });
-    collectDefaultMetrics({ register: this.openMetrics });
+    for (const registry of registers) {
+      collectDefaultMetrics({ register: registry });
+      // prom-client names these gauges *_total, which promtool rejects; the rest of its set is lint-clean.
+      for (const name of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(name);
+    }
 
     new Gauge({
       name: `${PREFIX}build_info`,
