@@ -5,6 +5,7 @@
  * measurement (bench/parse.ts): it reads a bundle in one pass, gives every CertRecord field (node:crypto's
  * X509Certificate reads one certificate per call and lacks the signature algorithm on Node 20), and is
  * about 6x (PEM bundle) to 8x (single DER) faster than node:crypto and ~30x faster than @peculiar/x509.
+ * node:crypto also refuses a whole certificate whose DN holds an invalid UTF8String; we read it.
  *
  * Policy for a bundle where one block is broken: the whole location fails with `corrupt_certificate`
  * (or `bad_base64`) and the message names the block index. A partial result would make the broken
