@@ -25,6 +25,8 @@ export interface CountingServer extends TestServer {
 }
 
 export interface TlsTestServer extends CountingServer {
+  /** With `gate`: the most connections held before their handshake at once. */
+  readonly maxHeld: number;
   /** The SNI name of each ClientHello that carried one. */
   readonly serverNames: (string | false | null)[];
 }
@@ -72,8 +74,13 @@ export interface TlsServerOptions {
   /** Demand a client certificate issued by one of these CAs. */
   clientCa?: string[];
   maxVersion?: SecureVersion;
-  /** Hold each handshake this long before starting it (a slow endpoint). */
-  delayMs?: number;
+  /**
+   * Hold every connection before its handshake until `limit` are held, keep them so for
+   * `settleMs` (time for any excess connection to show up), then release the oldest; once `total`
+   * connections have arrived, release all. `maxHeld` then counts connections the client had open at
+   * once without racing the closes of finished ones.
+   */
+  gate?: { limit: number; total: number; settleMs: number };
 }
 
 /** A TLS server presenting `cert` exactly as given. Counts connections, including concurrent ones. */
@@ -95,13 +102,33 @@ export async function tlsServer(options: TlsServerOptions): Promise<TlsTestServe
     // Say something, as a server that accepted the client does, then close.
     socket.end("hello\n");
   });
-  // TCP in front, so concurrency is counted at accept time and a delay can hold the handshake.
+  // TCP in front, so connections are counted at accept time and can be held before the handshake.
+  const held: Socket[] = [];
+  let arrived = 0;
+  let maxHeld = 0;
+  let settling: NodeJS.Timeout | undefined;
+  const start = (socket: Socket): void => {
+    if (!socket.destroyed) tls.emit("connection", socket);
+  };
+  const releaseOne = (): void => {
+    settling = undefined;
+    const socket = held.shift();
+    if (socket) start(socket);
+    if (options.gate && held.length >= options.gate.limit) settling = setTimeout(releaseOne, options.gate.settleMs);
+  };
   const tcp = createNetServer({ pauseOnConnect: true }, (socket) => {
-    const start = (): void => {
-      if (!socket.destroyed) tls.emit("connection", socket);
-    };
-    if (options.delayMs) setTimeout(start, options.delayMs);
-    else start();
+    const gate = options.gate;
+    if (!gate) return start(socket);
+    arrived++;
+    held.push(socket);
+    maxHeld = Math.max(maxHeld, held.length);
+    if (arrived >= gate.total) {
+      clearTimeout(settling);
+      settling = undefined;
+      for (const waiting of held.splice(0)) start(waiting);
+    } else if (held.length >= gate.limit && !settling) {
+      settling = setTimeout(releaseOne, gate.settleMs);
+    }
   });
   const { sockets, stats } = track(tcp);
   const port = await listen(tcp, host);
@@ -115,8 +142,14 @@ export async function tlsServer(options: TlsServerOptions): Promise<TlsTestServe
     get maxConcurrent() {
       return stats.maxConcurrent;
     },
+    get maxHeld() {
+      return maxHeld;
+    },
     serverNames,
-    close: () => closeAll(tcp, sockets),
+    close: () => {
+      clearTimeout(settling);
+      return closeAll(tcp, sockets);
+    },
   };
 }
 
