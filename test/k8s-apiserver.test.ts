@@ -176,6 +176,51 @@ t.test("kubectl get --watch sees ADDED, MODIFIED and DELETED", async (t) => {
   proc.kill();
 });
 
+t.test("kubectl apply, replace and delete -f for Services, Ingresses and ConfigMaps", async (t) => {
+  const api = await startApi(t);
+  const kc = api.kubeconfigPath();
+  const dir = mkdtempSync(join(tmpdir(), "k8s-apply-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, "objs.yaml");
+  const yaml = (portName: string) => `apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default, annotations: {probe: "true"}}
+spec: {ports: [{port: 443, name: ${portName}}, {port: 80, name: http}], selector: {app: web}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: default}
+spec:
+  tls: [{hosts: [a.example], secretName: web-tls}]
+  rules: [{host: a.example}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm, namespace: default}
+data: {a: b}
+`;
+  writeFileSync(file, yaml("https"));
+  let r = await kubectl(kc, home, ["apply", "-f", file]);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /service\/web created\ningress.networking.k8s.io\/web created\nconfigmap\/cm created/);
+  t.ok(api.countRequests({ path: "/openapi/v3" }) >= 1, "kubectl learned fieldValidation support from OpenAPI v3");
+  writeFileSync(file, yaml("tls"));
+  r = await kubectl(kc, home, ["apply", "-f", file]);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /service\/web configured\ningress.networking.k8s.io\/web unchanged/);
+  const svc = api.get("services", "default", "web")!;
+  t.same((svc.spec as { ports: unknown[] }).ports, [
+    { name: "tls", port: 443, protocol: "TCP" },
+    { name: "http", port: 80, protocol: "TCP" },
+  ], "strategic merge patch merged ports by key");
+  t.equal(svc.metadata.annotations?.probe, "true");
+  r = await kubectl(kc, home, ["get", "ingress", "-A"]);
+  t.match(r.stdout, /default\s+web\s+<none>\s+a\.example\s+80, 443/);
+  r = await kubectl(kc, home, ["delete", "-f", file]);
+  t.equal(r.code, 0, r.stderr);
+  t.same([api.list("services"), api.list("ingresses"), api.list("configmaps")], [[], [], []]);
+});
+
 t.test("bearer token authentication", async (t) => {
   const api = await startApi(t);
   for (const token of [null, "wrong"]) {

@@ -20,7 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeCert, privateKeyPem } from "../../scripts/certgen.js";
 import { decodeK8sProtobuf } from "./protobuf.js";
-import { jsonPatch, mergePatch, PatchError } from "./patch.js";
+import { jsonPatch, mergePatch, PatchError, strategicMergePatch } from "./patch.js";
 import { ALL_RESOURCES, apiVersionOf, type Cause, type K8sObject, type ResourceType } from "./resources.js";
 import { matchFields, matchLabels, parseFieldSelector, parseLabelSelector, SelectorError, type FieldRequirement, type LabelRequirement } from "./selectors.js";
 
@@ -873,6 +873,7 @@ export class FakeApiServer {
       res.end("ok");
       return;
     }
+    if (path === "/openapi/v3" || path.startsWith("/openapi/v3/")) return this.#openapiV3(res, rec, path);
     if (path === "/api") {
       return this.#send(res, rec, 200, { kind: "APIVersions", versions: ["v1"], serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: `${this.host}:${this.port}` }] });
     }
@@ -903,6 +904,38 @@ export class FakeApiServer {
       });
     }
     fail(404, "the server could not find the requested resource", "NotFound", {});
+  }
+
+  /**
+   * A minimal OpenAPI v3: the root index and, per group/version, one PATCH operation per kind that
+   * declares the fieldValidation parameter. That is what kubectl (apply, create -f, replace) reads to
+   * learn that the server validates fields itself; without it kubectl insists on downloading schemas.
+   * No schemas are served (`/openapi/v2` stays 404).
+   */
+  #openapiV3(res: ServerResponse, rec: RequestRecord, path: string): void {
+    const gvs = [...new Set(this.#types.map((t) => (t.group ? `apis/${t.group}/${t.version}` : `api/${t.version}`)))];
+    if (path === "/openapi/v3") {
+      return this.#send(res, rec, 200, { paths: Object.fromEntries(gvs.map((gv) => [gv, { serverRelativeURL: `/openapi/v3/${gv}?hash=${Buffer.from(gv).toString("hex").slice(0, 16)}` }])) });
+    }
+    const gv = path.slice("/openapi/v3/".length);
+    if (!gvs.includes(gv)) fail(404, "the server could not find the requested resource", "NotFound", {});
+    const paths: Record<string, unknown> = {};
+    for (const t of this.#types) {
+      if ((t.group ? `apis/${t.group}/${t.version}` : `api/${t.version}`) !== gv) continue;
+      const item = t.namespaced ? `/${gv}/namespaces/{namespace}/${t.resource}/{name}` : `/${gv}/${t.resource}/{name}`;
+      const gvk = { group: t.group, version: t.version, kind: t.kind };
+      const param = (name: string) => ({ name, in: "query", schema: { type: "string", uniqueItems: true } });
+      paths[item] = {
+        patch: {
+          operationId: `patch${t.kind}`,
+          parameters: [param("dryRun"), param("fieldManager"), param("fieldValidation")],
+          responses: { "200": { description: "OK" } },
+          "x-kubernetes-action": "patch",
+          "x-kubernetes-group-version-kind": gvk,
+        },
+      };
+    }
+    this.#send(res, rec, 200, { openapi: "3.0.0", info: { title: "Kubernetes", version: "v1.32.0-fake" }, paths, components: { schemas: {} } });
   }
 
   // ---------------------------------------------------------------- verbs
@@ -1122,8 +1155,9 @@ export class FakeApiServer {
     if (!old) this.#notFound(rt, name);
     let patched: unknown;
     try {
-      // Strategic merge is served as a JSON merge patch: the same for maps, which is all kubectl label/annotate send.
-      patched = ct === "application/json-patch+json" ? jsonPatch(this.#typed(rt, old), patch) : mergePatch(this.#typed(rt, old), patch);
+      const current = this.#typed(rt, old);
+      patched =
+        ct === "application/json-patch+json" ? jsonPatch(current, patch) : ct === "application/merge-patch+json" ? mergePatch(current, patch) : strategicMergePatch(current, patch);
     } catch (err) {
       if (err instanceof PatchError) fail(422, err.message, "Invalid");
       throw err;

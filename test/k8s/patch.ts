@@ -14,6 +14,43 @@ export function mergePatch(target: Json, patch: Json): Json {
   return out;
 }
 
+/** Merge keys of the lists the double's types have (strategic merge patch); other lists are replaced. */
+const MERGE_KEYS: Record<string, string> = { ports: "port", containers: "name", initContainers: "name", volumes: "name", env: "name", conditions: "type" };
+
+/**
+ * Strategic merge patch, simplified: a JSON merge patch that merges the known keyed lists element by
+ * element, honours `$patch: delete|replace` on maps, and drops the other directives
+ * (`$setElementOrder/…`, `$retainKeys`, `$deleteFromPrimitiveList/…`) as kubectl apply sends them.
+ */
+export function strategicMergePatch(target: Json, patch: Json, field = ""): Json {
+  if (Array.isArray(patch)) {
+    const key = MERGE_KEYS[field];
+    if (!key || !Array.isArray(target) || !patch.every((p) => isObj(p) && key in p)) return patch.filter((p) => !(isObj(p) && p.$patch === "delete"));
+    const out = [...target];
+    for (const p of patch as Record<string, unknown>[]) {
+      const i = out.findIndex((t) => isObj(t) && t[key] === p[key]);
+      if (p.$patch === "delete") {
+        if (i >= 0) out.splice(i, 1);
+      } else if (i >= 0) out[i] = strategicMergePatch(out[i], p);
+      else out.push(strategicMergePatch(undefined, p));
+    }
+    return out;
+  }
+  if (!isObj(patch)) return patch;
+  if (patch.$patch === "delete") return undefined;
+  const base: Record<string, unknown> = patch.$patch === "replace" ? {} : isObj(target) ? { ...target } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (k.startsWith("$")) continue;
+    if (v === null) delete base[k];
+    else {
+      const merged = strategicMergePatch(base[k], v, k);
+      if (merged === undefined) delete base[k];
+      else base[k] = merged;
+    }
+  }
+  return base;
+}
+
 export class PatchError extends Error {}
 
 function decodePointer(path: string): string[] {
