@@ -1289,6 +1289,8 @@ export class FakeApiServer {
     w.record.bytes += Buffer.byteLength(line);
     if (ev.type !== "BOOKMARK") w.record.items++;
     w.res.write(line);
+    // A client that stopped reading is dropped rather than buffered without bound.
+    if (w.res.writableLength > 32 * 1024 * 1024) this.#endWatch(w, false);
   }
 
   #silence(w: Watcher): void {
