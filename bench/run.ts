@@ -1,0 +1,24 @@
+/**
+ * `npm run bench`: every benchmark, each next to its baseline measured in the same run.
+ * `npm run bench -- parse render` runs only the named ones.
+ */
+import { benchParse } from "./parse.js";
+import { benchRender } from "./render.js";
+import { printTable, type BenchRow } from "./report.js";
+
+const BENCHES: Record<string, { title: string; run: () => Promise<BenchRow[]> }> = {
+  parse: { title: "Parse throughput (1,000 certificates)", run: benchParse },
+  render: { title: "/metrics render", run: benchRender },
+};
+
+const wanted = process.argv.slice(2);
+const unknown = wanted.filter((name) => !(name in BENCHES));
+if (unknown.length) {
+  console.error(`unknown benchmark: ${unknown.join(", ")}; choose from ${Object.keys(BENCHES).join(", ")}`);
+  process.exit(2);
+}
+console.log(`Node ${process.version}, ${new Date().toISOString()}`);
+for (const [name, bench] of Object.entries(BENCHES)) {
+  if (wanted.length && !wanted.includes(name)) continue;
+  printTable(bench.title, await bench.run());
+}
