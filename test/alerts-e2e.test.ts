@@ -1,0 +1,349 @@
+/**
+ * End to end with real components, all started here on loopback with free ports:
+ *
+ *   the exporter (src/cli.ts serve --file '<dir>/*.pem') on generated certificates
+ *   → Prometheus (/usr/bin/prometheus, 1 s scrape and rule evaluation, the bundled rules)
+ *   → Alertmanager (/usr/bin/prometheus-alertmanager, 1 s group_wait)
+ *   → a webhook receiver in this test.
+ *
+ * It asserts the exact set of alerts that reaches the receiver (names and key labels), that no
+ * healthy certificate raises any, and then runs every dashboard panel's query against that
+ * Prometheus: each must parse, and return data unless the fixture cannot have any (listed below).
+ *
+ * The rules are the shipped file with one change: every `for:` is shortened to 5 s, so a run takes
+ * seconds instead of hours. The production durations are covered by the promtool cases in
+ * alerts/tests/. 5 s rather than 0 keeps CertExpiryExporterAbsent honest: Prometheus may evaluate
+ * once before its first scrape.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createNetServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import t from "tap";
+import YAML from "yaml";
+import { makeCert, makeChain } from "../scripts/certgen.js";
+import { ROOT, RULES_SOURCE } from "../scripts/gen-artifacts.js";
+
+const PROMETHEUS = "/usr/bin/prometheus";
+const ALERTMANAGER = "/usr/bin/prometheus-alertmanager";
+const CLI = join(ROOT, "src/cli.ts");
+const E2E_FOR = "5s";
+const RECEIVE_TIMEOUT_MS = 90_000;
+/** After the expected set is complete, how long to keep listening for anything unexpected. */
+const SETTLE_MS = 8_000;
+
+interface WebhookAlert {
+  status: "firing" | "resolved";
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+interface Panel {
+  id: number;
+  title: string;
+  targets?: { expr: string; refId: string }[];
+}
+
+/**
+ * Panels whose data cannot exist in a file-only fixture; their queries must still parse and run.
+ * Endpoint series need the endpoint source, relists and watch restarts a Kubernetes source.
+ */
+const NO_DATA_IN_FIXTURE: Record<string, "all" | string[]> = {
+  "cert-expiry-endpoints.json": "all",
+  "cert-expiry-exporter-health.json": ["Relists and watch restarts"],
+};
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createNetServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `probe` until it returns true, at most `timeoutMs`. */
+async function waitFor(what: string, timeoutMs: number, probe: () => Promise<boolean>, child?: Started): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child && child.process.exitCode !== null) throw new Error(`${what}: the process exited (${child.process.exitCode}):\n${child.output()}`);
+    try {
+      if (await probe()) return;
+    } catch {
+      // not up yet
+    }
+    await sleep(250);
+  }
+  throw new Error(`${what}: not ready within ${timeoutMs} ms${child ? `:\n${child.output()}` : ""}`);
+}
+
+interface Started {
+  name: string;
+  process: ChildProcess;
+  output(): string;
+}
+
+/** Starts a process in its own process group, so that stopping it stops its children too. */
+function start(name: string, command: string, args: string[]): Started {
+  const child = spawn(command, args, { cwd: ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  const keep = (chunk: Buffer): void => {
+    output = (output + chunk.toString()).slice(-20_000);
+  };
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  return { name, process: child, output: () => output };
+}
+
+async function stop(started: Started): Promise<void> {
+  const { process: child } = started;
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const signal = (sig: NodeJS.Signals): void => {
+    try {
+      process.kill(-(child.pid as number), sig);
+    } catch {
+      // already gone
+    }
+  };
+  signal("SIGTERM");
+  const timer = setTimeout(() => signal("SIGKILL"), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function getJson<T>(url: string): Promise<T> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+  const body = (await response.json()) as T;
+  return body;
+}
+
+function missing(binary: string): boolean {
+  return (spawnSync(binary, ["--version"]).error as NodeJS.ErrnoException | undefined)?.code === "ENOENT";
+}
+
+/** Replaces the Grafana variables of a panel query by what "All" and a short range select. */
+export function substituteVariables(expr: string): string {
+  return expr
+    .replace(/\$__rate_interval\b/g, "1m")
+    .replace(/\$__interval\b/g, "15s")
+    .replace(/\$__range\b/g, "5m")
+    .replace(/\$\{?(cluster|namespace|source)\}?/g, ".*");
+}
+
+t.test("alerts reach Alertmanager's receiver exactly, and every dashboard query runs", async (t) => {
+  for (const binary of [PROMETHEUS, ALERTMANAGER]) {
+    if (missing(binary)) {
+      t.fail(`${binary} is not installed: apt-get install prometheus prometheus-alertmanager (CI installs them); this test never skips`);
+      return;
+    }
+  }
+  const began = Date.now();
+  const dir = await mkdtemp(join(tmpdir(), "cee-e2e-"));
+  const certs = join(dir, "certs");
+  await mkdir(certs);
+  const started: Started[] = [];
+  // --- webhook receiver ----------------------------------------------------------------------
+  const received: WebhookAlert[] = [];
+  const receiver = createHttpServer((request: IncomingMessage, response: ServerResponse) => {
+    let body = "";
+    request.on("data", (chunk: Buffer) => (body += chunk.toString()));
+    request.on("end", () => {
+      try {
+        received.push(...((JSON.parse(body) as { alerts: WebhookAlert[] }).alerts ?? []));
+      } catch {
+        // counted below as a missing alert
+      }
+      response.writeHead(200).end("ok");
+    });
+  });
+  t.teardown(async () => {
+    for (const child of started.reverse()) await stop(child);
+    await new Promise<void>((resolve) => (receiver.listening ? receiver.close(() => resolve()) : resolve()));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  // --- certificates --------------------------------------------------------------------------
+  const write = async (file: string, pem: string): Promise<string> => {
+    const path = join(certs, file);
+    await writeFile(path, pem);
+    return path;
+  };
+  const expired = await write("expired.pem", (await makeCert({ cn: "expired.e2e.test", notBeforeDays: -100, notAfterDays: -2 })).pem);
+  const critical = await write("critical-3d.pem", (await makeCert({ cn: "critical.e2e.test", notBeforeDays: -87, notAfterDays: 3 })).pem);
+  const warning = await write("warning-20d.pem", (await makeCert({ cn: "warning.e2e.test", notBeforeDays: -345, notAfterDays: 20 })).pem);
+  const overdue = await write("overdue-90d.pem", (await makeCert({ cn: "overdue.e2e.test", notBeforeDays: -65, notAfterDays: 25 })).pem);
+  const future = await write("future.pem", (await makeCert({ cn: "future.e2e.test", notBeforeDays: 2, notAfterDays: 92 })).pem);
+  const broken = await write("broken.pem", "this is not a certificate\n");
+  // One intermediate CA with 20 days left, copied into three files: one alert, not three.
+  const copiedCa = await makeCert({ cn: "Copied Intermediate CA", ca: true, notBeforeDays: -1800, notAfterDays: 20 });
+  for (const n of [1, 2, 3]) await write(`ca-copy-${n}.pem`, copiedCa.pem);
+  const copiedFingerprint = createHash("sha256").update(copiedCa.der).digest("hex");
+  // Healthy certificates of every lifetime: none may raise anything.
+  const chain = await makeChain("healthy-chain.e2e.test", 60);
+  const healthy = [
+    await write("healthy-1y.pem", (await makeCert({ cn: "healthy-1y.e2e.test", notBeforeDays: -100, notAfterDays: 265 })).pem),
+    await write("healthy-90d.pem", (await makeCert({ cn: "healthy-90d.e2e.test", notBeforeDays: -1, notAfterDays: 89 })).pem),
+    await write("healthy-90d-renewed-soon.pem", (await makeCert({ cn: "healthy-90d-b.e2e.test", notBeforeDays: -59, notAfterDays: 31 })).pem),
+    await write("healthy-47d.pem", (await makeCert({ cn: "healthy-47d.e2e.test", notBeforeDays: -27, notAfterDays: 20 })).pem),
+    await write("healthy-24h.pem", (await makeCert({ cn: "healthy-24h.e2e.test", notBeforeDays: -4 / 24, notAfterDays: 20 / 24 })).pem),
+    await write("healthy-chain.pem", chain.leaf.pem + chain.intermediate.pem + chain.root.pem),
+  ];
+
+  await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+  const receiverPort = (receiver.address() as AddressInfo).port;
+
+  // --- exporter ------------------------------------------------------------------------------
+  const exporterPort = await freePort();
+  const exporter = start("exporter", process.execPath, [
+    "--import",
+    "tsx",
+    CLI,
+    "serve",
+    "--listen-address",
+    "127.0.0.1",
+    "--port",
+    String(exporterPort),
+    "--log-level",
+    "warn",
+    "--file",
+    join(certs, "*.pem"),
+  ]);
+  started.push(exporter);
+  await waitFor("exporter /metrics", 60_000, async () => (await fetch(`http://127.0.0.1:${exporterPort}/metrics`)).ok, exporter);
+
+  // --- Alertmanager --------------------------------------------------------------------------
+  const alertmanagerPort = await freePort();
+  await mkdir(join(dir, "alertmanager"));
+  await writeFile(
+    join(dir, "alertmanager.yml"),
+    YAML.stringify({
+      route: { receiver: "test", group_by: ["..."], group_wait: "1s", group_interval: "1s", repeat_interval: "1h" },
+      receivers: [{ name: "test", webhook_configs: [{ url: `http://127.0.0.1:${receiverPort}/alerts`, send_resolved: true }] }],
+    }),
+  );
+  const alertmanager = start("alertmanager", ALERTMANAGER, [
+    `--config.file=${join(dir, "alertmanager.yml")}`,
+    `--storage.path=${join(dir, "alertmanager")}`,
+    `--web.listen-address=127.0.0.1:${alertmanagerPort}`,
+    "--cluster.listen-address=",
+    "--log.level=warn",
+  ]);
+  started.push(alertmanager);
+  await waitFor("alertmanager", 30_000, async () => (await fetch(`http://127.0.0.1:${alertmanagerPort}/-/ready`)).ok, alertmanager);
+
+  // --- Prometheus ----------------------------------------------------------------------------
+  const rules = YAML.parse(await readFile(join(ROOT, RULES_SOURCE), "utf8")) as { groups: { rules: { for?: string }[] }[] };
+  for (const group of rules.groups) for (const rule of group.rules) if (rule.for !== undefined) rule.for = E2E_FOR;
+  await writeFile(join(dir, "rules.yml"), YAML.stringify(rules));
+  const prometheusPort = await freePort();
+  await writeFile(
+    join(dir, "prometheus.yml"),
+    YAML.stringify({
+      global: { scrape_interval: "1s", evaluation_interval: "1s", scrape_timeout: "1s" },
+      rule_files: [join(dir, "rules.yml")],
+      alerting: { alertmanagers: [{ static_configs: [{ targets: [`127.0.0.1:${alertmanagerPort}`] }] }] },
+      scrape_configs: [{ job_name: "cert-expiry-exporter", honor_labels: true, static_configs: [{ targets: [`127.0.0.1:${exporterPort}`] }] }],
+    }),
+  );
+  const prometheus = start("prometheus", PROMETHEUS, [
+    `--config.file=${join(dir, "prometheus.yml")}`,
+    `--storage.tsdb.path=${join(dir, "prometheus")}`,
+    `--web.listen-address=127.0.0.1:${prometheusPort}`,
+    "--log.level=warn",
+  ]);
+  started.push(prometheus);
+  const api = `http://127.0.0.1:${prometheusPort}/api/v1`;
+  await waitFor("prometheus", 30_000, async () => (await fetch(`http://127.0.0.1:${prometheusPort}/-/ready`)).ok, prometheus);
+  t.comment(`components up after ${Date.now() - began} ms`);
+
+  // --- the alerts that must reach the receiver ------------------------------------------------
+  const key = (alert: { labels: Record<string, string> }): string =>
+    [alert.labels.alertname, alert.labels.name ?? alert.labels.fingerprint_sha256 ?? alert.labels.instance ?? "", alert.labels.severity].join(" | ");
+  const expected = new Map<string, Record<string, string>>([
+    [`CertificateExpired | ${expired} | critical`, { subject_cn: "expired.e2e.test", source: "file" }],
+    [`CertificateExpiringCritical | ${critical} | critical`, { subject_cn: "critical.e2e.test", source: "file" }],
+    [`CertificateExpiringSoon | ${warning} | warning`, { subject_cn: "warning.e2e.test", source: "file" }],
+    [`CertificateRenewalOverdue | ${overdue} | warning`, { subject_cn: "overdue.e2e.test", source: "file" }],
+    [`CertificateNotYetValid | ${future} | warning`, { subject_cn: "future.e2e.test", source: "file" }],
+    [`CertificateReadErrors | ${broken} | warning`, { reason: "not_pem_or_der", source: "file" }],
+    [`CACertificateExpiringSoon | ${copiedFingerprint} | warning`, { subject_cn: "Copied Intermediate CA", ca: "true" }],
+  ]);
+  const firing = (): Map<string, WebhookAlert> => new Map(received.filter((alert) => alert.status === "firing").map((alert) => [key(alert), alert]));
+  const receivedAll = async (): Promise<boolean> => [...expected.keys()].every((k) => firing().has(k));
+  const waitStart = Date.now();
+  try {
+    await waitFor("the expected alerts at the receiver", RECEIVE_TIMEOUT_MS, receivedAll);
+  } catch {
+    // reported by the assertions below, with what did arrive
+  }
+  const allAfter = Date.now() - waitStart;
+  t.comment(`every expected alert received ${allAfter} ms after Prometheus was ready (${Date.now() - began} ms from the start)`);
+  await sleep(SETTLE_MS);
+
+  const got = firing();
+  t.same([...got.keys()].sort(), [...expected.keys()].sort(), "exactly the expected alerts reached the receiver");
+  for (const [k, labels] of expected) {
+    const alert = got.get(k);
+    if (!alert) continue;
+    t.match(alert.labels, labels, `${k}: key labels`);
+    t.ok(alert.annotations.summary && alert.annotations.description && alert.annotations.runbook_url, `${k}: annotations`);
+  }
+  t.notOk(
+    received.some((alert) => healthy.includes(alert.labels.name ?? "") || /healthy/.test(alert.labels.subject_cn ?? "")),
+    "no healthy certificate raised an alert",
+  );
+  t.same(
+    received.filter((alert) => alert.status === "resolved").map(key),
+    [],
+    "nothing fired and resolved (no flapping)",
+  );
+  const copies = got.get(`CACertificateExpiringSoon | ${copiedFingerprint} | warning`);
+  t.match(copies?.annotations.description, "held in 3 location(s)", "the CA alert counts its three copies");
+
+  // Prometheus agrees: the same alerts are firing there, nothing else pending or firing.
+  const active = await getJson<{ data: { alerts: { labels: Record<string, string>; state: string }[] } }>(`${api}/alerts`);
+  t.same(
+    active.data.alerts.map((alert) => `${key(alert)} | ${alert.state}`).sort(),
+    [...expected.keys()].map((k) => `${k} | firing`).sort(),
+    "Prometheus's active alerts are the same set",
+  );
+
+  // --- every dashboard panel's query against this Prometheus ----------------------------------
+  const dashboards = (await readdir(join(ROOT, "grafana"))).filter((file) => file.endsWith(".json")).sort();
+  let queries = 0;
+  for (const file of dashboards) {
+    const dashboard = JSON.parse(await readFile(join(ROOT, "grafana", file), "utf8")) as { panels: Panel[] };
+    const noData = NO_DATA_IN_FIXTURE[file];
+    for (const panel of dashboard.panels) {
+      for (const target of panel.targets ?? []) {
+        const expr = substituteVariables(target.expr);
+        const body = await getJson<{ status: string; error?: string; data?: { result: unknown[] } }>(`${api}/query?query=${encodeURIComponent(expr)}`);
+        queries++;
+        const what = `${file} "${panel.title}" ${target.refId}`;
+        t.equal(body.status, "success", `${what} runs${body.error ? `: ${body.error}` : ""}`);
+        const mayBeEmpty = noData === "all" || (Array.isArray(noData) && noData.includes(panel.title));
+        if (!mayBeEmpty) t.ok((body.data?.result.length ?? 0) > 0, `${what} returns data`);
+      }
+    }
+    // The variables' label_values() queries, as Grafana runs them: through the series API.
+    const templating = (JSON.parse(await readFile(join(ROOT, "grafana", file), "utf8")) as { templating: { list: { type: string; definition?: string }[] } }).templating;
+    for (const variable of templating.list.filter((v) => v.type === "query")) {
+      const match = /^label_values\((?:(.+),\s*)?(\w+)\)$/.exec(variable.definition ?? "");
+      t.ok(match, `${file}: variable ${variable.definition} is label_values()`);
+      if (!match) continue;
+      const selector = match[1] ? `&match[]=${encodeURIComponent(substituteVariables(match[1]))}` : "";
+      const body = await getJson<{ status: string }>(`${api}/label/${match[2]}/values?${selector.slice(1)}`);
+      t.equal(body.status, "success", `${file}: variable ${variable.definition} runs`);
+    }
+  }
+  t.ok(queries > 40, `${queries} panel queries ran`);
+  t.comment(`end to end: ${Date.now() - began} ms`);
+});
