@@ -1,0 +1,163 @@
+/**
+ * The Grafana dashboards: structure (datasource variable, cluster/namespace/source variables, every
+ * panel with a query on `${datasource}`, no datasource UID literal, unique panel ids, panels inside
+ * the 24-column grid), every query valid PromQL for promtool, and the sidecar ConfigMaps current.
+ * test/alerts-e2e.test.ts runs the same queries against a real Prometheus with data.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import t from "tap";
+import YAML from "yaml";
+import { DASHBOARD_CONFIGMAP_DIR, DASHBOARD_DIR, ROOT, dashboardFiles, renderArtifacts } from "../scripts/gen-artifacts.js";
+
+interface Datasource {
+  type?: string;
+  uid?: string;
+}
+interface Target {
+  expr?: string;
+  refId?: string;
+  datasource?: Datasource;
+}
+interface Panel {
+  id?: number;
+  type: string;
+  title?: string;
+  datasource?: Datasource;
+  targets?: Target[];
+  gridPos?: { x: number; y: number; w: number; h: number };
+  panels?: Panel[];
+}
+interface Variable {
+  name: string;
+  type: string;
+  query?: unknown;
+  datasource?: Datasource;
+  definition?: string;
+  includeAll?: boolean;
+  allValue?: string;
+}
+interface Dashboard {
+  uid: string;
+  title: string;
+  panels: Panel[];
+  templating: { list: Variable[] };
+}
+
+const files = dashboardFiles();
+const dashboards = await Promise.all(
+  files.map(async (file) => ({ file, dashboard: JSON.parse(await readFile(join(ROOT, DASHBOARD_DIR, file), "utf8")) as Dashboard })),
+);
+
+function allPanels(panels: Panel[]): Panel[] {
+  return panels.flatMap((panel) => [panel, ...allPanels(panel.panels ?? [])]);
+}
+
+/** Every `uid` value anywhere in the JSON, with its path. */
+function uids(value: unknown, path = "$"): [string, unknown][] {
+  if (Array.isArray(value)) return value.flatMap((item, i) => uids(item, `${path}[${i}]`));
+  if (value && typeof value === "object") {
+    return Object.entries(value).flatMap(([key, item]) => [...(key === "uid" ? [[`${path}.uid`, item] as [string, unknown]] : []), ...uids(item, `${path}.${key}`)]);
+  }
+  return [];
+}
+
+/** What Grafana would send for "All" and a short range: the substitutions the e2e test uses too. */
+function substitute(expr: string): string {
+  return expr
+    .replace(/\$__rate_interval\b/g, "1m")
+    .replace(/\$__interval\b/g, "15s")
+    .replace(/\$__range\b/g, "5m")
+    .replace(/\$\{?(cluster|namespace|source)\}?/g, ".*");
+}
+
+t.test("the three dashboards exist: overview, endpoints, exporter health", async (t) => {
+  t.same(files, ["cert-expiry-endpoints.json", "cert-expiry-exporter-health.json", "cert-expiry-overview.json"]);
+  const uidsSeen = dashboards.map(({ dashboard }) => dashboard.uid);
+  t.equal(new Set(uidsSeen).size, uidsSeen.length, "distinct dashboard uids");
+  for (const { dashboard } of dashboards) t.match(dashboard.uid, /^[a-z0-9-]{1,40}$/, `${dashboard.title}: a stable uid`);
+});
+
+for (const { file, dashboard } of dashboards) {
+  t.test(`${file}: variables, panels and datasources`, async (t) => {
+    const variables = new Map(dashboard.templating.list.map((variable) => [variable.name, variable]));
+    const datasource = variables.get("datasource");
+    t.equal(datasource?.type, "datasource", "a datasource variable");
+    t.equal(datasource?.query, "prometheus", "of Prometheus data sources");
+    for (const name of ["cluster", "namespace", "source"]) {
+      const variable = variables.get(name);
+      t.equal(variable?.type, "query", `a ${name} variable`);
+      t.same(variable?.datasource, { type: "prometheus", uid: "${datasource}" }, `${name}: queries the chosen data source`);
+      t.equal(variable?.includeAll, true, `${name}: has All`);
+      t.equal(variable?.allValue, ".*", `${name}: All matches empty values too (files have no namespace)`);
+      t.match(variable?.definition, /^label_values\(/, `${name}: label_values()`);
+    }
+
+    for (const [path, uid] of uids(dashboard)) {
+      if (path === "$.uid") continue;
+      t.ok(uid === "${datasource}" || uid === "-- Grafana --", `${path} is the datasource variable, not a literal UID (${String(uid)})`);
+    }
+
+    const panels = allPanels(dashboard.panels).filter((panel) => panel.type !== "row");
+    t.ok(panels.length >= 8, `${panels.length} panels`);
+    const ids = panels.map((panel) => panel.id);
+    t.equal(new Set(ids).size, ids.length, "unique panel ids");
+    for (const panel of panels) {
+      const what = `panel ${panel.id} "${panel.title}"`;
+      t.ok(panel.title, `${what}: a title`);
+      t.same(panel.datasource, { type: "prometheus", uid: "${datasource}" }, `${what}: uses the datasource variable`);
+      t.ok((panel.targets ?? []).length > 0, `${what}: has a query`);
+      const refIds = (panel.targets ?? []).map((target) => target.refId);
+      t.equal(new Set(refIds).size, refIds.length, `${what}: unique refIds`);
+      for (const target of panel.targets ?? []) {
+        t.ok(target.expr && target.expr.trim().length > 0, `${what} ${target.refId}: a PromQL expression`);
+        t.same(target.datasource, { type: "prometheus", uid: "${datasource}" }, `${what} ${target.refId}: uses the datasource variable`);
+        t.match(target.expr, /cluster=~"\$cluster"/, `${what} ${target.refId}: follows the cluster variable`);
+      }
+      const pos = panel.gridPos;
+      t.ok(pos && pos.x >= 0 && pos.w > 0 && pos.x + pos.w <= 24 && pos.h > 0, `${what}: inside the 24-column grid`);
+    }
+  });
+}
+
+t.test("every panel query is valid PromQL for promtool", async (t) => {
+  const version = spawnSync("promtool", ["--version"]);
+  if ((version.error as NodeJS.ErrnoException | undefined)?.code === "ENOENT") {
+    t.fail("promtool is not installed: apt-get install prometheus (CI installs it); this test never skips");
+    return;
+  }
+  // promtool parses PromQL when it checks rules: one recording rule per panel query.
+  const rules: { record: string; expr: string }[] = [];
+  for (const { dashboard } of dashboards) {
+    for (const panel of allPanels(dashboard.panels)) {
+      for (const target of panel.targets ?? []) {
+        rules.push({ record: `dashboard:${dashboard.uid.replace(/-/g, "_")}:panel_${panel.id}_${target.refId}`, expr: substitute(target.expr ?? "") });
+      }
+    }
+  }
+  const dir = await mkdtemp(join(tmpdir(), "cee-dashboards-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, "queries.yml");
+  await writeFile(file, YAML.stringify({ groups: [{ name: "dashboard-queries", rules }] }));
+  const check = spawnSync("promtool", ["check", "rules", "--lint=none", file], { encoding: "utf8" });
+  t.equal(check.status, 0, `${check.stdout}${check.stderr}`);
+  t.match(check.stdout, `SUCCESS: ${rules.length} rules found`, `${rules.length} queries parse`);
+});
+
+t.test("the sidecar ConfigMaps are generated from the dashboards and current", async (t) => {
+  const artifacts = renderArtifacts();
+  for (const { file, dashboard } of dashboards) {
+    const path = `${DASHBOARD_CONFIGMAP_DIR}/${file.replace(/\.json$/, ".yaml")}`;
+    const expected = artifacts.get(path);
+    const shipped = await readFile(join(ROOT, path), "utf8").catch(() => "");
+    t.equal(shipped, expected, `${path} is what scripts/gen-artifacts.ts makes now (run it)`);
+    const configMap = YAML.parse(shipped) as { kind: string; metadata: { labels: Record<string, string> }; data: Record<string, string> };
+    t.equal(configMap.kind, "ConfigMap");
+    t.equal(configMap.metadata.labels.grafana_dashboard, "1", "labelled for Grafana's dashboard sidecar");
+    t.same(JSON.parse(configMap.data[file] ?? "null"), dashboard, "holds the dashboard unchanged");
+  }
+  const kustomization = await readFile(join(ROOT, DASHBOARD_CONFIGMAP_DIR, "kustomization.yaml"), "utf8");
+  t.equal(kustomization, artifacts.get(`${DASHBOARD_CONFIGMAP_DIR}/kustomization.yaml`), "the kustomization lists them");
+});
