@@ -17,7 +17,7 @@
  * system roots plus the configured CAs as trust anchors. The host name is checked separately with
  * `tls.checkServerIdentity` on the presented leaf, whether the chain verified or not.
  */
-import { createDecipheriv, createHmac, X509Certificate } from "node:crypto";
+import { createDecipheriv, createHash, createHmac, X509Certificate } from "node:crypto";
 import { isIP, Socket, connect as netConnect } from "node:net";
 import { Duplex } from "node:stream";
 import { checkServerIdentity, connect as tlsConnect, createSecureContext, rootCertificates, type SecureContext, type TLSSocket } from "node:tls";
@@ -62,6 +62,26 @@ export function tlsContext(options: { ca?: readonly (string | Buffer)[]; cert?: 
 }
 
 let defaultContext: SecureContext | undefined;
+
+/** Host-name results by leaf and name: decoding the leaf is a good part of a probe's CPU. */
+const hostMatches = new Map<string, boolean>();
+const MAX_HOST_MATCHES = 10_000;
+
+/** `tls.checkServerIdentity` on a DER leaf, remembered per (leaf, name). */
+function matchesHost(leaf: Buffer, name: string): boolean {
+  const key = createHash("sha256").update(leaf).digest("base64") + name;
+  let match = hostMatches.get(key);
+  if (match === undefined) {
+    try {
+      match = checkServerIdentity(name, new X509Certificate(leaf).toLegacyObject()) === undefined;
+    } catch {
+      match = false;
+    }
+    if (hostMatches.size >= MAX_HOST_MATCHES) hostMatches.delete(hostMatches.keys().next().value as string);
+    hostMatches.set(key, match);
+  }
+  return match;
+}
 
 /** Probes one TLS endpoint. Never throws: every failure is a result with a reason. */
 export async function probeTls(options: TlsProbeOptions): Promise<TlsProbeResult> {
@@ -268,16 +288,8 @@ class ProbeRun {
   }
 
   #probeFacts(certificates: Buffer[]): EndpointProbe {
-    let hostnameMatch = false;
     const leaf = certificates[0];
-    if (leaf) {
-      try {
-        const peer = new X509Certificate(leaf).toLegacyObject();
-        hostnameMatch = checkServerIdentity(this.#serverName, peer) === undefined;
-      } catch {
-        hostnameMatch = false;
-      }
-    }
+    const hostnameMatch = leaf ? matchesHost(leaf, this.#serverName) : false;
     const session = this.#session;
     const chainVerified = session?.authorized === true;
     let verifyError = "";

@@ -1,0 +1,234 @@
+/**
+ * Endpoint probe benchmark against Debian's prometheus-blackbox-exporter, in the same run.
+ *
+ * One server process serves 1,000 TLS ports on 127.0.0.1, each with its own leaf certificate
+ * (P-256, one CA). Then, each side in a process of its own at the same concurrency:
+ *   - ours: a child process running only EndpointSource cycles over the 1,000 static targets (the
+ *     full probe: connect, handshake, wire chain, verification, host name, parse, publish); CPU by
+ *     process.cpuUsage() around each cycle, peak RSS from /proc/self/status VmHWM;
+ *   - blackbox_exporter: /probe?module=tls_connect&target=… (tcp prober, tls: true,
+ *     insecure_skip_verify so it still reads the certificates), driven from here with the same
+ *     concurrency; CPU from /proc/<pid>/stat (utime+stime) around each cycle, VmHWM likewise.
+ * Three cycles each; the first is reported separately (cold: JIT, parse cache misses), the rest
+ * are averaged (steady state, as an exporter runs).
+ *
+ *   npx tsx bench/endpoints.ts            (needs apt-get install prometheus-blackbox-exporter)
+ *   BENCH_PROBE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npx tsx bench/endpoints.ts   (profile our side)
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer as createNetServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { createServer as createTlsServer } from "node:tls";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import pLimit from "p-limit";
+import { type BenchRow, printTable } from "./report.js";
+
+const ENDPOINTS = 1000;
+const CONCURRENCY = 32;
+const CYCLES = 3;
+const BLACKBOX = "/usr/bin/prometheus-blackbox-exporter";
+const SELF = fileURLToPath(import.meta.url);
+
+interface CycleFigures {
+  wallSeconds: number;
+  cpuSeconds: number;
+  ok: number;
+}
+
+// --------------------------------------------------------------------------------------------
+// Child: the TLS servers.
+
+async function serve(certsFile: string): Promise<void> {
+  const { key, chains } = JSON.parse(await readFile(certsFile, "utf8")) as { key: string; chains: string[] };
+  const ports: number[] = [];
+  for (const chain of chains) {
+    const server = createTlsServer({ key, cert: chain }, (socket) => socket.end());
+    server.on("tlsClientError", () => undefined);
+    server.listen({ port: 0, host: "127.0.0.1", backlog: 1024 });
+    await once(server, "listening");
+    ports.push((server.address() as AddressInfo).port);
+  }
+  process.stdout.write(JSON.stringify(ports) + "\n");
+  // Lives until the parent closes stdin.
+  process.stdin.resume();
+  process.stdin.on("end", () => process.exit(0));
+}
+
+// --------------------------------------------------------------------------------------------
+// Child: our probe cycle, nothing else in the process.
+
+async function probeCycles(portsFile: string): Promise<void> {
+  const { EndpointSource } = await import("../src/sources/endpoints.js");
+  const { SourceContext } = await import("../src/sources/source.js");
+  const { Inventory } = await import("../src/inventory.js");
+  const { ParseCache } = await import("../src/certs/cache.js");
+  const { Health } = await import("../src/health.js");
+  const { createLogger } = await import("../src/log.js");
+  const ports = JSON.parse(await readFile(portsFile, "utf8")) as number[];
+  const inventory = new Inventory();
+  const ctx = new SourceContext(inventory, new ParseCache(20000), new Health(inventory), createLogger("silent"));
+  const targets = ports.map((port) => ({ address: `127.0.0.1:${port}`, serverName: "bench.local" }));
+  const source = new EndpointSource(targets, { intervalSeconds: 3600, jitter: 0, concurrency: CONCURRENCY, timeout: 10, connectTimeout: 5 }, ctx);
+  const cycles: CycleFigures[] = [];
+  for (let i = 0; i < CYCLES; i++) {
+    const cpu = process.cpuUsage();
+    const started = performance.now();
+    await source.scanOnce();
+    const wallSeconds = (performance.now() - started) / 1000;
+    const used = process.cpuUsage(cpu);
+    let ok = 0;
+    for (const entry of inventory.entries()) if (entry.probe?.success && entry.certificates.length > 0) ok++;
+    cycles.push({ wallSeconds, cpuSeconds: (used.user + used.system) / 1e6, ok });
+  }
+  const rssPeakBytes = await vmHwm(process.pid);
+  process.stdout.write(JSON.stringify({ cycles, rssPeakBytes }) + "\n");
+}
+
+// --------------------------------------------------------------------------------------------
+// Parent.
+
+async function vmHwm(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const match = /VmHWM:\s+(\d+) kB/.exec(status);
+  return match ? Number(match[1]) * 1024 : 0;
+}
+
+async function cpuSecondsOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // utime and stime are fields 14 and 15 of stat(5); after the command they are at 11 and 12.
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+}
+
+let clockTicks = 100;
+
+async function readLine(child: ChildProcess): Promise<string> {
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  const [line] = (await once(lines, "line")) as [string];
+  lines.close();
+  return line;
+}
+
+function tsxChild(args: string[]): ChildProcess {
+  const extra = args[0] === "--probe" && process.env.BENCH_PROBE_NODE_ARGS ? process.env.BENCH_PROBE_NODE_ARGS.split(" ") : [];
+  return spawn(process.execPath, [...extra, "--import", "tsx", SELF, ...args], { stdio: ["pipe", "pipe", "inherit"] });
+}
+
+async function freePort(): Promise<number> {
+  const server = createNetServer().listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function makeCertificates(dir: string): Promise<string> {
+  const { makeCert, privateKeyPem, sharedKeys } = await import("../scripts/certgen.js");
+  const keys = await sharedKeys("ec-p256");
+  const ca = await makeCert({ cn: "Bench CA", ca: true, notAfterDays: 3650 });
+  const chains: string[] = [];
+  let leafKey = "";
+  for (let i = 0; i < ENDPOINTS; i++) {
+    const leaf = await makeCert({ cn: `svc-${i}.bench.local`, sans: [`svc-${i}.bench.local`, "bench.local"], issuer: ca, keys });
+    leafKey ||= await privateKeyPem(leaf);
+    chains.push(leaf.pem + ca.pem);
+  }
+  const file = join(dir, "certs.json");
+  await writeFile(file, JSON.stringify({ key: leafKey, chains }));
+  return file;
+}
+
+async function runBlackbox(dir: string, ports: number[]): Promise<{ cycles: CycleFigures[]; rssPeakBytes: number }> {
+  const config = join(dir, "blackbox.yml");
+  await writeFile(
+    config,
+    ["modules:", "  tls_connect:", "    prober: tcp", "    timeout: 10s", "    tcp:", "      tls: true", "      tls_config:", "        insecure_skip_verify: true", ""].join("\n"),
+  );
+  const port = await freePort();
+  const child = spawn(BLACKBOX, [`--config.file=${config}`, `--web.listen-address=127.0.0.1:${port}`, "--log.level=error"], { stdio: ["ignore", "ignore", "inherit"] });
+  const exited = once(child, "exit");
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    let healthy = false;
+    for (let i = 0; i < 100 && !healthy; i++) {
+      healthy = await fetch(`${base}/-/healthy`).then((r) => r.ok, () => false);
+      if (!healthy) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    if (!healthy) throw new Error("blackbox_exporter did not come up");
+    const limit = pLimit(CONCURRENCY);
+    const cycles: CycleFigures[] = [];
+    for (let c = 0; c < CYCLES; c++) {
+      const cpu = await cpuSecondsOf(child.pid as number);
+      const started = performance.now();
+      const results = await Promise.all(
+        ports.map((p) =>
+          limit(async () => {
+            const body = await (await fetch(`${base}/probe?module=tls_connect&target=127.0.0.1:${p}`)).text();
+            return /^probe_success 1$/m.test(body) && /^probe_ssl_earliest_cert_expiry /m.test(body);
+          }),
+        ),
+      );
+      const wallSeconds = (performance.now() - started) / 1000;
+      cycles.push({ wallSeconds, cpuSeconds: (await cpuSecondsOf(child.pid as number)) - cpu, ok: results.filter(Boolean).length });
+    }
+    return { cycles, rssPeakBytes: await vmHwm(child.pid as number) };
+  } finally {
+    child.kill("SIGTERM");
+    await exited;
+  }
+}
+
+function summarize(side: string, run: { cycles: CycleFigures[]; rssPeakBytes: number }, baseline: string | undefined): BenchRow[] {
+  const [cold, ...warm] = run.cycles as [CycleFigures, ...CycleFigures[]];
+  const mean = (pick: (c: CycleFigures) => number): number => warm.reduce((sum, c) => sum + pick(c), 0) / Math.max(1, warm.length);
+  const b = (name: string): { baseline?: string } => (baseline ? { baseline: `${baseline} ${name}` } : {});
+  const ok = Math.min(...run.cycles.map((c) => c.ok));
+  return [
+    { name: `${side} wall per cycle`, value: mean((c) => c.wallSeconds), unit: "s", ...b("wall per cycle") },
+    { name: `${side} CPU per probe`, value: (mean((c) => c.cpuSeconds) / ENDPOINTS) * 1000, unit: "ms", ...b("CPU per probe") },
+    { name: `${side} CPU per probe, first cycle`, value: (cold.cpuSeconds / ENDPOINTS) * 1000, unit: "ms", ...b("CPU per probe, first cycle") },
+    { name: `${side} peak RSS`, value: run.rssPeakBytes / 1024 / 1024, unit: "MiB", ...b("peak RSS") },
+    { name: `${side} endpoints read`, value: ok, unit: "of 1000" },
+  ];
+}
+
+export async function benchEndpoints(): Promise<BenchRow[]> {
+  const ticks = spawn("getconf", ["CLK_TCK"], { stdio: ["ignore", "pipe", "ignore"] });
+  clockTicks = Number((await readLine(ticks)).trim()) || 100;
+  const dir = await mkdtemp(join(tmpdir(), "bench-endpoints-"));
+  const server = tsxChild(["--serve", await makeCertificates(dir)]);
+  const serverExited = once(server, "exit");
+  try {
+    const ports = JSON.parse(await readLine(server)) as number[];
+    const portsFile = join(dir, "ports.json");
+    await writeFile(portsFile, JSON.stringify(ports));
+
+    const prober = tsxChild(["--probe", portsFile]);
+    const ours = JSON.parse(await readLine(prober)) as { cycles: CycleFigures[]; rssPeakBytes: number };
+    prober.stdin?.end();
+    await once(prober, "exit");
+
+    const rows = summarize("cert-expiry-exporter", ours, "blackbox_exporter");
+    const blackbox = await runBlackbox(dir, ports);
+    return [...rows, ...summarize("blackbox_exporter", blackbox, undefined)];
+  } finally {
+    server.stdin?.end();
+    await serverExited;
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+const mode = process.argv[2];
+if (isMain && mode === "--serve") {
+  await serve(process.argv[3] as string);
+} else if (isMain && mode === "--probe") {
+  await probeCycles(process.argv[3] as string);
+} else if (isMain) {
+  const rows = await benchEndpoints();
+  printTable(`TLS endpoints: ${ENDPOINTS} on loopback, concurrency ${CONCURRENCY}, ${CYCLES} cycles (first reported apart)`, rows);
+}
