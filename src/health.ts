@@ -91,9 +91,11 @@ export class Health {
     });
   }
 
-  /** Marks a source as enabled but not yet through its first full scan. */
+  /** Marks a source as enabled but not yet through its first full scan: not ready, and not up. */
   register(source: string): void {
-    if (!this.#ready.has(source)) this.#ready.set(source, false);
+    if (this.#ready.has(source)) return;
+    this.#ready.set(source, false);
+    this.sourceUp.set({ source }, 0);
   }
 
   scanSucceeded(source: string, durationSeconds: number): void {

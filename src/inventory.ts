@@ -51,6 +51,14 @@ export interface LocationEntry {
 
 export type LocationUpdate = Omit<LocationEntry, "location">;
 
+/**
+ * Why a location currently fails, or undefined. A probe can fail after the certificates arrived
+ * (a client certificate was demanded): the certificates are kept and the failure still counts.
+ */
+export function failureReason(entry: LocationEntry): ReadErrorReason | undefined {
+  return entry.error?.reason ?? (entry.probe && !entry.probe.success ? entry.probe.reason : undefined);
+}
+
 /** The identity of a location as one string; the separator cannot appear in Kubernetes names. */
 export function locationId(location: Location): string {
   return `${location.source}\u0000${location.namespace}\u0000${location.name}\u0000${location.key}`;

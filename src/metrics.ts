@@ -1,7 +1,7 @@
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import type { CertRecord } from "./certs/record.js";
 import type { Health } from "./health.js";
-import type { Inventory, LocationEntry } from "./inventory.js";
+import { failureReason, type Inventory, type LocationEntry } from "./inventory.js";
 
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 export const OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -133,7 +133,8 @@ export class MetricsRenderer {
         expired.text += `cert_expired{${identity}} ${bool(cert.notAfter <= now)}\n`;
       });
       const at = prepared.location;
-      if (entry.error) errors.text += `cert_read_errors{${at},reason="${escapeLabelValue(entry.error.reason)}"} 1\n`;
+      const failure = failureReason(entry);
+      if (failure) errors.text += `cert_read_errors{${at},reason="${escapeLabelValue(failure)}"} 1\n`;
       if (entry.thresholds?.warningDays !== undefined) warningDays.text += `cert_threshold_warning_days{${at}} ${entry.thresholds.warningDays}\n`;
       if (entry.thresholds?.criticalDays !== undefined) criticalDays.text += `cert_threshold_critical_days{${at}} ${entry.thresholds.criticalDays}\n`;
       if (entry.certManager) {

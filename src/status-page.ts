@@ -1,4 +1,4 @@
-import type { Inventory } from "./inventory.js";
+import { failureReason, type Inventory } from "./inventory.js";
 
 const SECONDS_PER_DAY = 86_400;
 
@@ -48,7 +48,8 @@ export interface ErrorRow {
 export function errorRows(inventory: Inventory): ErrorRow[] {
   const rows: ErrorRow[] = [];
   for (const entry of inventory.entries()) {
-    if (entry.error) rows.push({ ...entry.location, reason: entry.error.reason });
+    const reason = failureReason(entry);
+    if (reason) rows.push({ ...entry.location, reason });
   }
   return rows.sort((a, b) => `${a.source}/${a.namespace}/${a.name}/${a.key}`.localeCompare(`${b.source}/${b.namespace}/${b.name}/${b.key}`));
 }

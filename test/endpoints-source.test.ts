@@ -104,7 +104,7 @@ t.test("static targets become inventory entries", async (t) => {
   t.match(bad?.probe, { success: false, reason: "connection_refused" });
 
   t.equal(h.inventory.get(loc("unresolvable.invalid:443"))?.error?.reason, "dns_error");
-  const up = (await h.health.sourceUp.get()).values.find((v) => v.labels.source === "endpoints");
+  const up = (await h.health.sourceUp.get()).values.find((v) => v.labels.source === "endpoint");
   t.equal(up?.value, 1, "per-endpoint failures do not take the source down");
 });
 

@@ -36,7 +36,7 @@ function harness(t: Tap, groups: PathGroup[], maxFileSize = 1024 * 1024) {
     /** One scan, failing the test if the scan itself failed. */
     async scan() {
       await source.scanOnce();
-      const up = (await health.sourceUp.get()).values.find((v) => v.labels.source === "files");
+      const up = (await health.sourceUp.get()).values.find((v) => v.labels.source === "file");
       t.equal(up?.value, 1, "the scan succeeded");
     },
     entries(): LocationEntry[] {

@@ -89,6 +89,19 @@ t.test("errors, thresholds, cert-manager links and probes render per location", 
   t.equal(sample(body, "cert_endpoint_tls_info", 'tls_version="TLSv1.3"', 'cipher="TLS_AES_256_GCM_SHA384"'), 1);
   t.equal(sample(body, "cert_endpoint_probe_duration_seconds", 'name="[::1]:8443"'), 0.25);
   t.notMatch(body, "cert_read_errors{source=\"secret\"", "a readable location has no error series");
+  t.notMatch(body, "cert_read_errors{source=\"endpoint\"", "a successful probe is no error, even when the chain does not verify");
+});
+
+t.test("a probe that failed after certificates arrived exports both the certificates and the failure", async (t) => {
+  const { inventory, renderer } = setup();
+  inventory.replace({ source: "endpoint", namespace: "", name: "127.0.0.1:8443", key: "" }, {
+    certificates: [record({ subjectCN: "mtls.test" })],
+    probe: { success: false, reason: "client_cert_required", chainVerified: false, verifyError: "", hostnameMatch: true, tlsVersion: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256", durationSeconds: 0.01 },
+  });
+  const body = await renderer.renderCertificates();
+  t.equal(sample(body, "cert_expires_in_days", 'subject_cn="mtls.test"') !== undefined, true);
+  t.equal(sample(body, "cert_read_errors", 'name="127.0.0.1:8443"', 'reason="client_cert_required"'), 1);
+  t.equal(sample(body, "cert_endpoint_probe_success", 'name="127.0.0.1:8443"'), 0);
 });
 
 t.test("each family is declared once, with its samples grouped under it", async (t) => {

@@ -34,13 +34,13 @@ t.test("/metrics answers OpenMetrics when the Accept header asks for it", async 
 
 t.test("/healthz is up at once; /readyz waits for every source's first scan", async (t) => {
   const { health, base } = await listening(t);
-  health.register("files");
+  health.register("file");
   health.register("kubeconfig");
   t.equal((await fetch(`${base}/healthz`)).status, 200);
   let ready = await fetch(`${base}/readyz`);
   t.equal(ready.status, 503);
-  t.match(await ready.text(), "files, kubeconfig");
-  health.scanSucceeded("files", 0.1);
+  t.match(await ready.text(), "file, kubeconfig");
+  health.scanSucceeded("file", 0.1);
   ready = await fetch(`${base}/readyz`);
   t.equal(ready.status, 503);
   t.match(await ready.text(), "kubeconfig");

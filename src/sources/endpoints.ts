@@ -130,7 +130,7 @@ const MAX_CONTEXTS = 64;
  * appears between cycles is probed at once; one that goes loses its series at once.
  */
 export class EndpointSource implements Source {
-  readonly name = "endpoints";
+  readonly name = "endpoint";
   readonly #ctx: SourceContext;
   readonly #options: EndpointSourceOptions;
   readonly #providers: TargetProvider[];

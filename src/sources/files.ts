@@ -46,7 +46,7 @@ export interface FileSourceOptions {
  * One location per file: `{source: "file", name: <absolute path as matched>}`.
  */
 export class FileSource implements Source {
-  readonly name = "files";
+  readonly name = "file";
   /** Exposed so tests can count reads. */
   readonly reader: FileReader<FileValue>;
   readonly #groups: readonly PathGroup[];

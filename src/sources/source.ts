@@ -10,7 +10,7 @@ import type { Logger } from "../log.js";
  * what it found through its context; it never touches metrics.
  */
 export interface Source {
-  /** The health label of this source (`files`, `kubeconfig`, `secrets`, `endpoints`). */
+  /** The `source` label of its health metrics: the same value as its certificates' `source` label. */
   readonly name: string;
   /** Begins continuous work; resolves once the first full scan is done. */
   start(): Promise<void>;
