@@ -42,6 +42,18 @@ const pathGroup = z.strictObject({
   exclude: z.array(z.string().min(1)).default([]),
 });
 
+/**
+ * Splits the work of one cluster across replicas (src/shard.ts): replica `index` of `count` reads
+ * only the namespaces and endpoints whose stable hash falls to it. `index` may be left out when the
+ * host name ends in a StatefulSet ordinal (`cert-expiry-exporter-2`).
+ */
+const shard = z
+  .strictObject({
+    count: z.number().int().min(1).max(1024).default(1),
+    index: z.number().int().min(0).optional(),
+  })
+  .refine((s) => s.index === undefined || s.index < s.count, { message: "must be below shard.count", path: ["index"] });
+
 const endpointTarget = z.strictObject({
   /** host:port, [v6]:port */
   address: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):\d{1,5}$/, "expected host:port or [ipv6]:port"),
@@ -60,6 +72,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  shard: shard.prefault({}),
   intervals: z
     .strictObject({
       files: duration.default(60),
@@ -93,6 +106,7 @@ export const configSchema = z.strictObject({
 export type Config = z.output<typeof configSchema>;
 export type PathGroup = z.output<typeof pathGroup>;
 export type EndpointTarget = z.output<typeof endpointTarget>;
+export type ShardConfig = z.output<typeof shard>;
 
 /** `sources.files[0].paths`: the path of an issue the way a user writes it in YAML. */
 function formatPath(path: readonly PropertyKey[]): string {

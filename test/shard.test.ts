@@ -1,0 +1,120 @@
+import t from "tap";
+import { ConfigError, validateConfig } from "../src/config.js";
+import { fnv1a64, jumpHash, ordinalFromHostname, resolveShard, shardOf, shardOwns } from "../src/shard.js";
+
+t.test("FNV-1a 64 matches the published test vectors", async (t) => {
+  t.equal(fnv1a64("").toString(16), "cbf29ce484222325");
+  t.equal(fnv1a64("a").toString(16), "af63dc4c8601ec8c");
+  t.equal(fnv1a64("foobar").toString(16), "85944171f73967e8");
+});
+
+t.test("jump hash matches the reference C++ implementation of Lamping and Veach", async (t) => {
+  // Computed with the paper's code (JumpConsistentHash, uint64_t key) for buckets 1, 2, 3, 10, 100, 1000.
+  const reference: [bigint, number[]][] = [
+    [0n, [0, 0, 0, 0, 0, 0]],
+    [0xdeadbeefn, [0, 1, 2, 5, 87, 285]],
+    [1n, [0, 0, 0, 6, 55, 549]],
+    [0xcbf29ce484222325n, [0, 1, 1, 1, 90, 266]],
+    [0xebada5168620c5fen, [0, 0, 2, 4, 48, 461]],
+    [0x799eff3fa02c1887n, [0, 1, 1, 9, 69, 285]],
+    [0xf83ee1a6f92e7c9dn, [0, 1, 1, 9, 37, 192]],
+  ];
+  for (const [key, buckets] of reference) {
+    t.same([1, 2, 3, 10, 100, 1000].map((n) => jumpHash(key, n)), buckets, `key ${key.toString(16)}`);
+  }
+  t.throws(() => jumpHash(1n, 0), RangeError);
+});
+
+t.test("the key-to-replica mapping is a fixed contract (golden values)", async (t) => {
+  // Changing these moves namespaces between replicas of a running StatefulSet: only on purpose.
+  const golden: Record<string, [number, number, number]> = {
+    default: [0, 2, 4],
+    "kube-system": [1, 1, 1],
+    monitoring: [1, 1, 9],
+    "team-a": [0, 2, 2],
+    "example.com:443": [1, 1, 9],
+    "ünïcödé": [1, 2, 7],
+  };
+  for (const [key, [of2, of3, of10]] of Object.entries(golden)) {
+    t.same([shardOf(key, 2), shardOf(key, 3), shardOf(key, 10)], [of2, of3, of10], key);
+  }
+});
+
+const keys = Array.from({ length: 10_000 }, (_, i) => `namespace-${i}`);
+
+t.test("every key is owned by exactly one replica, and the split is even", async (t) => {
+  for (const count of [1, 2, 3, 5, 8]) {
+    const owned = new Array<number>(count).fill(0);
+    const notOwnedOnce: string[] = [];
+    for (const key of keys) {
+      const owners = Array.from({ length: count }, (_, index) => index).filter((index) => shardOwns(key, { index, count }));
+      if (owners.length !== 1) notOwnedOnce.push(`${key}: ${owners.join(",")}`);
+      else owned[owners[0] as number]! += 1;
+    }
+    t.same(notOwnedOnce, [], `count ${count}: each of ${keys.length} keys has exactly one owner`);
+    const expected = keys.length / count;
+    for (const n of owned) t.ok(Math.abs(n - expected) < expected * 0.1, `count ${count}: ${owned.join("/")} within 10 % of ${expected}`);
+  }
+});
+
+t.test("growing from n to n+1 replicas moves keys only to the new replica, about 1/(n+1) of them", async (t) => {
+  for (const n of [1, 2, 4, 7]) {
+    let moved = 0;
+    for (const key of keys) {
+      const before = shardOf(key, n);
+      const after = shardOf(key, n + 1);
+      if (before === after) continue;
+      moved++;
+      if (after !== n) t.fail(`${key} moved from ${before} to ${after}, not to the new replica ${n}`);
+    }
+    const expected = keys.length / (n + 1);
+    t.ok(Math.abs(moved - expected) < expected * 0.15, `${n} → ${n + 1}: ${moved} moved, about ${Math.round(expected)} expected`);
+  }
+});
+
+t.test("the StatefulSet ordinal comes from the host name", async (t) => {
+  t.equal(ordinalFromHostname("cert-expiry-exporter-0"), 0);
+  t.equal(ordinalFromHostname("cert-expiry-exporter-12"), 12);
+  t.equal(ordinalFromHostname("cert-expiry-exporter-3.cert-expiry-exporter.monitoring.svc"), 3);
+  t.equal(ordinalFromHostname("cert-expiry-exporter-6d9f7c8b5-x2x4q"), undefined);
+  t.equal(ordinalFromHostname("worker"), undefined);
+});
+
+t.test("resolveShard: explicit index, ordinal from the host name, or an error naming shard.index", async (t) => {
+  const single = resolveShard(validateConfig({}).shard, "anything");
+  t.same([single.index, single.count], [0, 1]);
+  t.ok(keys.every((key) => single.owns(key)), "one replica owns everything");
+
+  const explicit = resolveShard(validateConfig({ shard: { index: 1, count: 3 } }).shard, "cert-expiry-exporter-2");
+  t.same([explicit.index, explicit.count], [1, 3], "an explicit index wins over the host name");
+
+  const fromOrdinal = resolveShard(validateConfig({ shard: { count: 3 } }).shard, "cert-expiry-exporter-2");
+  t.same([fromOrdinal.index, fromOrdinal.count], [2, 3]);
+  t.equal(fromOrdinal.owns("default"), shardOf("default", 3) === 2);
+
+  t.throws(() => resolveShard(validateConfig({ shard: { count: 3 } }).shard, "cert-expiry-exporter-6d9f7c8b5-x2x4q"), {
+    name: "ConfigError",
+    message: /^shard\.index: not set, and the host name "cert-expiry-exporter-6d9f7c8b5-x2x4q" does not end in a StatefulSet ordinal/,
+  });
+  t.throws(() => resolveShard(validateConfig({ shard: { count: 3 } }).shard, "cert-expiry-exporter-3"), {
+    name: "ConfigError",
+    message: /^shard\.index: 3 is not below shard\.count 3 \(ordinal of host name/,
+  });
+});
+
+t.test("the shard config key is validated with its path", async (t) => {
+  t.same(validateConfig({}).shard, { count: 1 });
+  const errorOf = (raw: unknown): string => {
+    try {
+      validateConfig(raw);
+    } catch (err) {
+      if (err instanceof ConfigError) return err.message;
+      throw err;
+    }
+    return "";
+  };
+  t.equal(errorOf({ shard: { index: 3, count: 3 } }), "shard.index: must be below shard.count");
+  t.equal(errorOf({ shard: { count: 0 } }), "shard.count: Too small: expected number to be >=1");
+  t.equal(errorOf({ shard: { index: -1, count: 2 } }), "shard.index: Too small: expected number to be >=0");
+  t.equal(errorOf({ shard: { ordinal: 1 } }), "shard.ordinal: unknown key");
+});
