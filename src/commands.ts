@@ -23,6 +23,8 @@ interface CommonOptions {
   logLevel?: string;
   file?: string[];
   kubeconfigFile?: string[];
+  kubeconfig?: string;
+  context?: string;
 }
 
 /** Options that `serve` and `check` share: the config file and what may override it. */
@@ -33,7 +35,9 @@ function addCommonOptions(command: Command): Command {
     .addOption(new Option("--port <port>", "port to listen on (default 9798)").argParser(integer).env(`${ENV_PREFIX}PORT`))
     .addOption(new Option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent (default info)").env(`${ENV_PREFIX}LOG_LEVEL`))
     .addOption(new Option("--file <glob>", "certificate file path or glob; repeatable").argParser(collect))
-    .addOption(new Option("--kubeconfig-file <glob>", "kubeconfig file path or glob; repeatable").argParser(collect));
+    .addOption(new Option("--kubeconfig-file <glob>", "kubeconfig file path or glob; repeatable").argParser(collect))
+    .addOption(new Option("--kubeconfig <path>", "kubeconfig for the Kubernetes API (default: KUBECONFIG, in-cluster service account, ~/.kube/config)"))
+    .addOption(new Option("--context <name>", "kubeconfig context for the Kubernetes API (default: the current context)"));
 }
 
 function overrides(options: CommonOptions): ConfigOverrides {
@@ -43,6 +47,8 @@ function overrides(options: CommonOptions): ConfigOverrides {
     logLevel: options.logLevel,
     files: options.file,
     kubeconfigFiles: options.kubeconfigFile,
+    kubeconfig: options.kubeconfig,
+    kubeContext: options.context,
   };
 }
 

@@ -64,6 +64,63 @@ const endpointTarget = z.strictObject({
   timeout: duration.optional(),
 });
 
+/** How Kubernetes is reached, and how its list-and-watch loops behave; shared by every Kubernetes source. */
+const kubernetes = z.strictObject({
+  /** A kubeconfig file; default KUBECONFIG, then the in-cluster service account, then ~/.kube/config. */
+  kubeconfig: z.string().min(1).optional(),
+  /** A kubeconfig context other than the current one. */
+  context: z.string().min(1).optional(),
+  /** Objects per LIST page. */
+  pageSize: z.number().int().min(1).max(10_000).default(500),
+  /** Full relist that reconciles anything a watch missed. */
+  resyncInterval: duration.default(1800),
+  /** A watch without any event or bookmark for this long is restarted. */
+  watchTimeout: duration.default(300),
+  /** One LIST page request that takes longer is aborted and retried. */
+  requestTimeout: duration.default(60),
+  /** Retry delays after a failed request: exponential from `initial` up to `max`, with jitter. */
+  backoff: z
+    .strictObject({
+      initial: duration.default(1),
+      max: duration.default(300),
+    })
+    .prefault({}),
+});
+
+/** Where a Secret's certificates are, and in what form. */
+const secretRule = z
+  .strictObject({
+    /** Secret type this rule applies to (e.g. kubernetes.io/tls, Opaque); absent: every type. */
+    type: z.string().min(1).optional(),
+    /** Data keys to read; globs (`*.crt`, `*.p12`). */
+    keys: z.array(z.string().min(1)).min(1),
+    /** auto (PEM, DER or PKCS#7), pem, der, pkcs12, or kubeconfig. */
+    format: z.enum(["auto", "pem", "der", "pkcs12", "kubeconfig"]).default("auto"),
+    /** pkcs12: the data key of the same Secret that holds the passphrase. */
+    passphraseKey: z.string().min(1).optional(),
+    /** pkcs12: the passphrase itself (used when passphraseKey is absent or missing from the Secret). */
+    passphrase: z.string().optional(),
+  })
+  .refine((rule) => rule.format === "pkcs12" || (rule.passphraseKey === undefined && rule.passphrase === undefined), {
+    message: "passphraseKey and passphrase apply only to format pkcs12",
+  });
+
+const secrets = z.strictObject({
+  enabled: z.boolean().default(false),
+  namespaces: z
+    .strictObject({
+      /** Names or globs; empty: every namespace. Only literal names: one list-and-watch per namespace. */
+      include: z.array(z.string().min(1)).default([]),
+      /** Names or globs, applied after include. */
+      exclude: z.array(z.string().min(1)).default([]),
+    })
+    .prefault({}),
+  /** A label selector sent to the API server, e.g. `app.kubernetes.io/managed-by!=Helm`. */
+  labelSelector: z.string().min(1).optional(),
+  /** The first rule whose type and key glob match a data key decides how it is read. */
+  rules: z.array(secretRule).min(1).default([{ type: "kubernetes.io/tls", keys: ["tls.crt", "ca.crt"], format: "auto" }]),
+});
+
 export const configSchema = z.strictObject({
   listen: z
     .strictObject({
@@ -99,14 +156,19 @@ export const configSchema = z.strictObject({
       files: z.array(pathGroup).default([]),
       kubeconfigs: z.array(pathGroup).default([]),
       endpoints: z.array(endpointTarget).default([]),
+      secrets: secrets.prefault({}),
     })
     .prefault({}),
+  kubernetes: kubernetes.prefault({}),
 });
 
 export type Config = z.output<typeof configSchema>;
 export type PathGroup = z.output<typeof pathGroup>;
 export type EndpointTarget = z.output<typeof endpointTarget>;
 export type ShardConfig = z.output<typeof shard>;
+export type KubernetesConfig = z.output<typeof kubernetes>;
+export type SecretsConfig = z.output<typeof secrets>;
+export type SecretRule = z.output<typeof secretRule>;
 
 /** `sources.files[0].paths`: the path of an issue the way a user writes it in YAML. */
 function formatPath(path: readonly PropertyKey[]): string {
@@ -151,6 +213,9 @@ export interface ConfigOverrides {
   logLevel?: string;
   files?: string[];
   kubeconfigFiles?: string[];
+  /** Kubernetes client: kubeconfig file and context (--kubeconfig, --context). */
+  kubeconfig?: string;
+  kubeContext?: string;
 }
 
 /** Applies overrides to the raw file content before validation, so they are checked the same way. */
@@ -172,6 +237,8 @@ export function mergeOverrides(raw: unknown, overrides: ConfigOverrides): unknow
     const existing = Array.isArray(sources[key]) ? (sources[key] as unknown[]) : [];
     sources[key] = [...existing, { paths }];
   };
+  if (overrides.kubeconfig !== undefined) section("kubernetes").kubeconfig = overrides.kubeconfig;
+  if (overrides.kubeContext !== undefined) section("kubernetes").context = overrides.kubeContext;
   addGroup("files", overrides.files);
   addGroup("kubeconfigs", overrides.kubeconfigFiles);
   return base;
