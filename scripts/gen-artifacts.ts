@@ -2,7 +2,8 @@
  * Generates the shipped artefacts that exist in two forms from their single source:
  *
  * - `alerts/cert-expiry.rules.yml` (plain Prometheus rules, the source of truth)
- *   → `deploy/prometheus-operator/prometheusrule.yaml` (a PrometheusRule for the Prometheus Operator);
+ *   → `deploy/prometheus-operator/prometheusrule.yaml` (a PrometheusRule for the Prometheus Operator)
+ *   and a `kustomization.yaml` listing it;
  * - `grafana/*.json` (the dashboards, the source of truth)
  *   → `deploy/grafana-dashboards/*.yaml` (ConfigMaps labelled for Grafana's dashboard sidecar) and a
  *   `kustomization.yaml` listing them.
@@ -11,7 +12,7 @@
  * missing outputs and exits 1 (test/alerts.test.ts and test/dashboards.test.ts check the same).
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import YAML from "yaml";
 
@@ -77,6 +78,12 @@ export function dashboardConfigMap(file: string, root = ROOT): string {
 export function renderArtifacts(root = ROOT): Map<string, string> {
   const out = new Map<string, string>();
   out.set(PROMETHEUS_RULE, prometheusRule(root));
+  // A kustomization beside it, so deploy/overlays/prometheus-operator can include the folder (kustomize
+  // loads files only from inside a kustomization's own root).
+  out.set(
+    `${dirname(PROMETHEUS_RULE)}/kustomization.yaml`,
+    generatedHeader(RULES_SOURCE) + stringify({ apiVersion: "kustomize.config.k8s.io/v1beta1", kind: "Kustomization", resources: [basename(PROMETHEUS_RULE)] }),
+  );
   const files = dashboardFiles(root);
   for (const file of files) out.set(`${DASHBOARD_CONFIGMAP_DIR}/${baseName(file)}.yaml`, dashboardConfigMap(file, root));
   out.set(
