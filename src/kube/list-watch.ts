@@ -118,6 +118,8 @@ export class ListWatch<T extends ObjectMeta> {
   #listAbort: AbortController | undefined;
   #stopWatch: (() => void) | undefined;
   #failing = false;
+  /** Consecutive watches refused with 403, for the relist backoff without watch permission. */
+  #watchRefusals = 0;
 
   constructor(options: ListWatchOptions<T>) {
     this.#o = options;
@@ -303,7 +305,7 @@ export class ListWatch<T extends ObjectMeta> {
           if (error.kind === "forbidden") {
             o.handler.forbidden("watch", error);
             // Without watch permission the scope is kept current by relisting on the backoff schedule.
-            await this.#sleep(this.#delay(failures));
+            await this.#sleep(this.#delay(this.#watchRefusals++));
             return "watch_forbidden";
           }
           this.#fail(error);
@@ -346,6 +348,7 @@ export class ListWatch<T extends ObjectMeta> {
       openWatch(o.kubeConfig, o.watchPath, query, {
         onOpen: () => {
           if (done) return;
+          this.#watchRefusals = 0;
           this.#ok();
           o.handler.allowed("watch");
         },

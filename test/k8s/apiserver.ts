@@ -215,15 +215,15 @@ function clone<T>(v: T): T {
   return structuredClone(v);
 }
 
-function encodeContinue(rv: number, start: string): string {
-  return Buffer.from(JSON.stringify({ v: "meta.k8s.io/v1", rv, start })).toString("base64");
+function encodeContinue(rv: number, start: string, epoch = 0): string {
+  return Buffer.from(JSON.stringify(epoch ? { v: "meta.k8s.io/v1", rv, start, e: epoch } : { v: "meta.k8s.io/v1", rv, start })).toString("base64");
 }
 
-function decodeContinue(token: string): { rv: number; start: string } {
+function decodeContinue(token: string): { rv: number; start: string; epoch: number } {
   try {
-    const parsed = JSON.parse(Buffer.from(token, "base64").toString("utf8")) as { v?: string; rv?: number; start?: string };
+    const parsed = JSON.parse(Buffer.from(token, "base64").toString("utf8")) as { v?: string; rv?: number; start?: string; e?: number };
     if (parsed.v !== "meta.k8s.io/v1" || typeof parsed.rv !== "number" || typeof parsed.start !== "string") throw new Error("bad");
-    return { rv: parsed.rv, start: parsed.start };
+    return { rv: parsed.rv, start: parsed.start, epoch: typeof parsed.e === "number" ? parsed.e : 0 };
   } catch {
     return fail(400, `continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)`, "BadRequest");
   }
@@ -282,7 +282,8 @@ export class FakeApiServer {
   /** Oldest resourceVersion a watch may start from (events after it are all retained). */
   #compactedRv = 0;
   /** Continue tokens below this resourceVersion are expired. */
-  #continueFloor = 0;
+  /** Bumped by expireContinueTokens(): tokens of an older epoch expire, later ones stay valid. */
+  #continueEpoch = 0;
   readonly #watchers = new Set<Watcher>();
   readonly #sockets = new Set<Socket>();
   #log: RequestRecord[] = [];
@@ -512,7 +513,7 @@ export class FakeApiServer {
 
   /** Makes every continue token issued so far expire (410 Expired), as etcd compaction would. */
   expireContinueTokens(): void {
-    this.#continueFloor = this.#rv + 1;
+    this.#continueEpoch++;
   }
 
   // ---------------------------------------------------------------- request log
@@ -977,7 +978,7 @@ export class FakeApiServer {
       const tok = decodeContinue(q.continue);
       start = tok.start;
       if (tok.rv === -1) inconsistent = true;
-      else if (tok.rv < this.#compactedRv || tok.rv < this.#continueFloor || tok.rv < this.#rv - this.#opts.continueMaxAge) {
+      else if (tok.rv < this.#compactedRv || tok.epoch < this.#continueEpoch || tok.rv < this.#rv - this.#opts.continueMaxAge) {
         fail(410, CONTINUE_EXPIRED, "Expired", undefined, {}, { continue: encodeContinue(-1, start) });
       } else atRv = tok.rv;
     } else if (q.resourceVersion && q.resourceVersion !== "0") {
@@ -1003,7 +1004,7 @@ export class FakeApiServer {
       items.push(o);
       if (limit > 0 && items.length === limit) {
         if (i + 1 < keys.length) {
-          next = encodeContinue(inconsistent ? -1 : atRv, `${keys[i]!}\u0000`);
+          next = encodeContinue(inconsistent ? -1 : atRv, `${keys[i]!}\u0000`, this.#continueEpoch);
           if (!sel.labels.length && !sel.fields.length) remaining = keys.length - i - 1;
         }
         break;
