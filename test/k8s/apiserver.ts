@@ -348,6 +348,11 @@ export class FakeApiServer {
     this.#tokens.add(token);
   }
 
+  /** Stops accepting a bearer token (401 from then on), as after a service-account token rotation. */
+  removeToken(token: string): void {
+    this.#tokens.delete(token);
+  }
+
   // ---------------------------------------------------------------- kubeconfig
 
   /** Kubeconfig YAML with certificate-authority-data and the bearer token. */
