@@ -5,8 +5,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
 import { makeCert } from "../scripts/certgen.js";
+import { compileApp } from "./helpers/build.js";
 
-const CLI = join(import.meta.dirname, "..", "src", "cli.ts");
+// The compiled CLI, started with plain node as users start it.
+const app = await compileApp();
+t.teardown(() => app.remove());
+const CLI = app.cli;
+// Without tap's coverage hooks, which would make every child dump V8 coverage of all it loaded.
+const { NODE_OPTIONS: _options, NODE_V8_COVERAGE: _coverage, ...plainEnv } = process.env;
 
 interface Run {
   code: number | null;
@@ -16,7 +22,7 @@ interface Run {
 
 function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...plainEnv, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d));
@@ -104,8 +110,8 @@ t.test("configuration and usage errors exit 2 and name what is wrong", async (t)
 t.test("serve listens where the environment says and stops cleanly on SIGTERM", async (t) => {
   const dir = await folderWith({ served: 50 });
   const port = await freePort();
-  const child = spawn(process.execPath, ["--import", "tsx", CLI, "--file", join(dir, "*.pem")], {
-    env: { ...process.env, CERT_EXPIRY_EXPORTER_PORT: String(port), CERT_EXPIRY_EXPORTER_LISTEN_ADDRESS: "127.0.0.1", CERT_EXPIRY_EXPORTER_LOG_LEVEL: "warn" },
+  const child = spawn(process.execPath, [CLI, "--file", join(dir, "*.pem")], {
+    env: { ...plainEnv, CERT_EXPIRY_EXPORTER_PORT: String(port), CERT_EXPIRY_EXPORTER_LISTEN_ADDRESS: "127.0.0.1", CERT_EXPIRY_EXPORTER_LOG_LEVEL: "warn" },
     stdio: "ignore",
   });
   const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));

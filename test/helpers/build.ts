@@ -1,0 +1,29 @@
+import { execFile } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+export const ROOT = join(import.meta.dirname, "..", "..");
+
+export interface CompiledApp {
+  /** Laid out like the image's WORKDIR: dist/, package.json, node_modules. */
+  dir: string;
+  /** The compiled CLI entry point. */
+  cli: string;
+  remove(): void;
+}
+
+/**
+ * Compiles src/ with the production tsconfig into a fresh folder laid out as the container image
+ * is, so tests start the exporter with plain `node` exactly as users and the image do.
+ */
+export async function compileApp(): Promise<CompiledApp> {
+  const tmp = mkdtempSync(join(tmpdir(), "cee-build-"));
+  const dir = join(tmp, "app");
+  mkdirSync(dir);
+  await promisify(execFile)(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", join(ROOT, "tsconfig.build.json"), "--outDir", join(dir, "dist")], { cwd: ROOT });
+  copyFileSync(join(ROOT, "package.json"), join(dir, "package.json"));
+  symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"), "dir");
+  return { dir, cli: join(dir, "dist", "cli.js"), remove: () => rmSync(tmp, { recursive: true, force: true }) };
+}
