@@ -2,18 +2,17 @@
  * The container image, without a Docker engine: the Dockerfile's structure is parsed and checked, and
  * the compiled output is started with plain `node` from a folder laid out like the image's WORKDIR.
  */
-import { execFile, spawn } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { isBuiltin } from "node:module";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
-import { promisify } from "node:util";
 import picomatch from "picomatch";
 import t from "tap";
 import { makeCert } from "../scripts/certgen.js";
+import { ROOT, compileApp } from "./helpers/build.js";
 
-const ROOT = join(import.meta.dirname, "..");
+
 const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
   version: string;
   engines: { node: string };
@@ -186,13 +185,10 @@ function walk(dir: string, skip: (path: string) => boolean = () => false): strin
 }
 
 t.test("the compiled output starts with plain node, as the image starts it", async (t) => {
-  const tmp = mkdtempSync(join(tmpdir(), "cee-image-"));
-  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
-  const app = join(tmp, "app"); // the image's WORKDIR
-  mkdirSync(app);
-  await promisify(execFile)(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", join(ROOT, "tsconfig.build.json"), "--outDir", join(app, "dist")], { cwd: ROOT });
-  copyFileSync(join(ROOT, "package.json"), join(app, "package.json"));
-  symlinkSync(join(ROOT, "node_modules"), join(app, "node_modules"), "dir");
+  const compiled = await compileApp();
+  t.teardown(() => compiled.remove());
+  const app = compiled.dir; // the image's WORKDIR
+
 
   t.test("every bare import in the compiled output is a production dependency", async (t) => {
     const imported = new Map<string, string>();
@@ -209,7 +205,7 @@ t.test("the compiled output starts with plain node, as the image starts it", asy
     for (const [name, file] of imported) t.ok(name in pkg.dependencies, `${name} (imported by ${file}) is in dependencies${name in pkg.devDependencies ? ", not devDependencies" : ""}`);
   });
 
-  const certs = join(tmp, "certs");
+  const certs = join(app, "..", "certs");
   mkdirSync(certs);
   const certPath = join(certs, "web.pem");
   writeFileSync(certPath, (await makeCert({ cn: "image.test", notAfterDays: 40 })).pem);
