@@ -1,11 +1,13 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { Exporter } from "./app.js";
 import { checkReport } from "./check.js";
 import { ConfigError, loadConfig, type ConfigOverrides } from "./config.js";
 import { createLogger } from "./log.js";
 import { VERSION } from "./version.js";
 
 const ENV_PREFIX = "CERT_EXPIRY_EXPORTER_";
+
+/** The exporter itself loads only once a command runs, so usage and config errors answer at once. */
+const loadApp = () => import("./app.js");
 
 function integer(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError("expected a whole number");
@@ -54,6 +56,7 @@ function overrides(options: CommonOptions): ConfigOverrides {
 
 async function serve(options: CommonOptions): Promise<void> {
   const config = loadConfig(options.config, overrides(options));
+  const { Exporter } = await loadApp();
   const exporter = new Exporter(config);
   await exporter.serve();
   let closing = false;
@@ -81,6 +84,7 @@ interface CheckCliOptions extends CommonOptions {
 
 async function check(options: CheckCliOptions): Promise<number> {
   const config = loadConfig(options.config, { ...overrides(options), logLevel: options.logLevel ?? "warn" });
+  const { Exporter } = await loadApp();
   const exporter = new Exporter(config, createLogger(config.logLevel));
   await exporter.scanOnce();
   const report = checkReport(exporter.inventory, { warnDays: options.warnDays, format: options.output, failOnError: options.failOnError ?? false });
