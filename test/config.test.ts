@@ -20,7 +20,10 @@ t.test("an empty config gives the documented defaults", async (t) => {
   t.equal(config.logLevel, "info");
   t.same(config.intervals, { files: 60, kubeconfigs: 60, endpoints: 300 });
   t.equal(config.limits.maxFileSize, 4 * 1024 * 1024);
-  t.same(config.sources, { files: [], kubeconfigs: [], endpoints: [] });
+  t.same([config.sources.files, config.sources.kubeconfigs, config.sources.endpoints], [[], [], []]);
+  t.equal(config.sources.secrets.enabled, false, "nothing talks to Kubernetes unless asked");
+  t.same(config.sources.secrets.rules, [{ type: "kubernetes.io/tls", keys: ["tls.crt", "ca.crt"], format: "auto" }]);
+  t.same(config.shard, { count: 1 });
   t.same(validateConfig(null), config, "an empty YAML document is an empty config");
 });
 
