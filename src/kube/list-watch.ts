@@ -115,7 +115,7 @@ export class ListWatch<T extends ObjectMeta> {
   #synced = false;
   #firstSync: { promise: Promise<void>; resolve: () => void };
   readonly #wakers = new Set<() => void>();
-  #listAbort: AbortController | undefined;
+  readonly #listAborts = new Set<AbortController>();
   #stopWatch: (() => void) | undefined;
   #failing = false;
   /** Consecutive watches refused with 403, for the relist backoff without watch permission. */
@@ -152,7 +152,7 @@ export class ListWatch<T extends ObjectMeta> {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.#listAbort?.abort();
+    for (const abort of this.#listAborts) abort.abort();
     this.#stopWatch?.();
     for (const wake of this.#wakers) wake();
     await this.#loop;
@@ -214,14 +214,16 @@ export class ListWatch<T extends ObjectMeta> {
     let failures = 0;
     let expiredInARow = 0;
     o.handler.listStarted();
+    // The next page is requested before this one is processed, so the server's and the network's
+    // work overlaps parsing; at most two pages are held at once.
+    let prefetched: Promise<ListPage<T>> | undefined;
     for (;;) {
       if (this.#stopped) return undefined;
-      const abort = new AbortController();
-      this.#listAbort = abort;
-      const timer = setTimeout(() => abort.abort(), o.requestTimeoutMs);
+      const request = prefetched ?? this.#requestPage(token);
+      prefetched = undefined;
       let page: ListPage<T>;
       try {
-        page = await o.list({ limit: o.pageSize, continueToken: token, labelSelector: o.labelSelector, fieldSelector: o.fieldSelector, signal: abort.signal });
+        page = await request;
       } catch (thrown) {
         if (this.#stopped) return undefined;
         const error = KubeApiError.from(thrown);
@@ -249,9 +251,10 @@ export class ListWatch<T extends ObjectMeta> {
         if (++failures >= attempts) throw error;
         await this.#sleep(this.#delay(failures - 1, error));
         continue;
-      } finally {
-        clearTimeout(timer);
-        this.#listAbort = undefined;
+      }
+      if (page.continueToken) {
+        prefetched = this.#requestPage(page.continueToken);
+        prefetched.catch(() => undefined); // handled when awaited
       }
       this.#ok();
       o.handler.allowed("list");
@@ -265,6 +268,20 @@ export class ListWatch<T extends ObjectMeta> {
         return page.resourceVersion;
       }
       token = page.continueToken;
+    }
+  }
+
+  /** One LIST page request, aborted by stop() or after the request timeout. */
+  async #requestPage(continueToken: string | undefined): Promise<ListPage<T>> {
+    const o = this.#o;
+    const abort = new AbortController();
+    this.#listAborts.add(abort);
+    const timer = setTimeout(() => abort.abort(), o.requestTimeoutMs);
+    try {
+      return await o.list({ limit: o.pageSize, continueToken, labelSelector: o.labelSelector, fieldSelector: o.fieldSelector, signal: abort.signal });
+    } finally {
+      clearTimeout(timer);
+      this.#listAborts.delete(abort);
     }
   }
 

@@ -1,0 +1,213 @@
+/**
+ * Secrets at scale: 20,000 TLS Secrets (leaf + intermediate in tls.crt, CA in ca.crt) served by the
+ * API server double over HTTPS. Measured in child processes, so their memory is their own:
+ *
+ * - baseline: list the same Secrets page by page (500) with the same client (@kubernetes/client-node
+ *   CoreV1Api, same field selector) and JSON-decode them, nothing else;
+ * - exporter: a real exporter (Exporter, HTTP server and all) until its first full sync;
+ *
+ * each with its peak RSS (VmHWM of /proc/<pid>/status); then the time from a Secret update on the
+ * server to the new certificate on the exporter's /metrics (polled back to back).
+ *
+ * What is shared between Secrets: 40 leaf certificates (each with its own serial) under 4
+ * intermediates and 4 roots. Every tls.crt and ca.crt value still has distinct bytes (an
+ * explanatory line naming the Secret before the PEM blocks, which PEM allows), so the parse cache
+ * hits nothing and all 40,000 values are parsed.
+ *
+ *   npx tsx bench/secrets.ts            (or: npm run bench -- secrets, when registered in bench/run.ts)
+ */
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { makeCert, type Issued } from "../scripts/certgen.js";
+import { FakeApiServer } from "../test/k8s/apiserver.js";
+import { printTable, type BenchRow } from "./report.js";
+
+const SECRETS = 20_000;
+const NAMESPACES = 50;
+const UPDATES = 5;
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+// ---------------------------------------------------------------- child side
+
+/**
+ * The children run plain `node` on JavaScript compiled from src/ (as the exporter runs in production),
+ * not through a TypeScript loader, whose own memory (≈100 MiB with client-node loaded) would swamp the
+ * figures. Each prints one JSON line when synced, then waits for its stdin to close.
+ */
+function childScript(mode: "baseline" | "exporter", compiled: string, kubeconfig: string): string {
+  const common = `
+    const report = (m) => process.stdout.write(JSON.stringify(m) + "\\n");
+    const stdinEnd = () => new Promise((r) => { process.stdin.on("end", r); process.stdin.on("close", r); process.stdin.resume(); });
+    const kubeconfig = ${JSON.stringify(kubeconfig)};
+  `;
+  if (mode === "baseline") {
+    return `${common}
+    const { CoreV1Api, KubeConfig } = await import("@kubernetes/client-node");
+    const kc = new KubeConfig();
+    kc.loadFromFile(kubeconfig);
+    const core = kc.makeApiClient(CoreV1Api);
+    const started = performance.now();
+    let items = 0;
+    let token;
+    do {
+      const page = await core.listSecretForAllNamespaces({ limit: 500, _continue: token, fieldSelector: "type=kubernetes.io/tls" });
+      items += page.items.length;
+      token = page.metadata?._continue || undefined;
+    } while (token);
+    report({ seconds: (performance.now() - started) / 1000, items });
+    await stdinEnd();
+    process.exit(0);`;
+  }
+  return `${common}
+    const { validateConfig } = await import(${JSON.stringify(pathToFileURL(`${compiled}/config.js`).href)});
+    const { Exporter } = await import(${JSON.stringify(pathToFileURL(`${compiled}/app.js`).href)});
+    const config = validateConfig({ listen: { address: "127.0.0.1", port: 0 }, logLevel: "warn", sources: { secrets: { enabled: true } }, kubernetes: { kubeconfig } });
+    const exporter = new Exporter(config);
+    const started = performance.now();
+    await exporter.serve();
+    while (exporter.health.pendingSources().length > 0) await new Promise((r) => setTimeout(r, 2));
+    const seconds = (performance.now() - started) / 1000;
+    report({ seconds, items: exporter.inventory.size, certificates: exporter.inventory.certificateCount(), port: exporter.port, heapUsedMiB: process.memoryUsage().heapUsed / 2 ** 20 });
+    await stdinEnd();
+    await exporter.close();
+    process.exit(0);`;
+}
+
+// ---------------------------------------------------------------- parent side
+
+interface Child {
+  proc: ChildProcess;
+  first: Promise<Record<string, unknown>>;
+}
+
+function startChild(mode: "baseline" | "exporter", compiled: string, kubeconfig: string): Child {
+  const proc = spawn(process.execPath, ["--input-type=module", "-e", childScript(mode, compiled, kubeconfig)], { cwd: ROOT, stdio: ["pipe", "pipe", "inherit"] });
+  const lines = createInterface({ input: proc.stdout! });
+  const first = new Promise<Record<string, unknown>>((resolve, reject) => {
+    lines.once("line", (line) => resolve(JSON.parse(line) as Record<string, unknown>));
+    proc.once("exit", (code) => reject(new Error(`${mode} child exited with ${code}`)));
+  });
+  return { proc, first };
+}
+
+/** Compiles src/ (tsconfig.build.json) into a folder inside the repository, so bare imports resolve. */
+function compile(): string {
+  const base = join(ROOT, "node_modules", ".cache", "bench-secrets");
+  const out = join(base, "dist");
+  rmSync(base, { recursive: true, force: true });
+  mkdirSync(base, { recursive: true });
+  copyFileSync(join(ROOT, "package.json"), join(base, "package.json")); // version.js reads ../package.json
+  execFileSync(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", join(ROOT, "tsconfig.build.json"), "--outDir", out, "--sourceMap", "false"], { stdio: "inherit" });
+  return out;
+}
+
+function peakRssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
+  return kb / 1024;
+}
+
+async function stopChild(child: Child): Promise<void> {
+  const exited = new Promise((r) => child.proc.once("exit", r));
+  child.proc.stdin!.end();
+  await exited;
+}
+
+function pem(issued: Issued): string {
+  return issued.pem;
+}
+
+async function fixtures(): Promise<{ chains: { root: Issued; intermediate: Issued }[]; leaves: Issued[] }> {
+  const chains: { root: Issued; intermediate: Issued }[] = [];
+  for (let i = 0; i < 4; i++) {
+    const root = await makeCert({ cn: `Bench Root CA ${i}`, ca: true, notAfterDays: 3650 });
+    const intermediate = await makeCert({ cn: `Bench Intermediate CA ${i}`, ca: true, issuer: root, notAfterDays: 1825 });
+    chains.push({ root, intermediate });
+  }
+  const leaves: Issued[] = [];
+  for (let i = 0; i < 40; i++) {
+    leaves.push(await makeCert({ cn: `svc-${i}.bench.example`, issuer: chains[i % 4]!.intermediate, sans: [`svc-${i}.bench.example`], notAfterDays: 30 + i }));
+  }
+  return { chains, leaves };
+}
+
+function plant(api: FakeApiServer, chains: { root: Issued; intermediate: Issued }[], leaves: Issued[]): void {
+  const key = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n";
+  for (let i = 0; i < SECRETS; i++) {
+    const leaf = leaves[i % leaves.length]!;
+    const chain = chains[i % leaves.length % 4]!;
+    const ns = `ns-${i % NAMESPACES}`;
+    const name = `tls-${i}`;
+    api.putSecret(
+      ns,
+      name,
+      { "tls.crt": `${ns}/${name}\n${pem(leaf)}${pem(chain.intermediate)}`, "ca.crt": `${ns}/${name}\n${pem(chain.root)}`, "tls.key": key },
+      { type: "kubernetes.io/tls" },
+    );
+  }
+}
+
+async function fetchText(url: string): Promise<string> {
+  const res = await fetch(url);
+  return res.text();
+}
+
+export async function benchSecrets(): Promise<BenchRow[]> {
+  const compiled = compile();
+  const { chains, leaves } = await fixtures();
+  const api = await FakeApiServer.start({ historyWindow: 100_000 });
+  try {
+    plant(api, chains, leaves);
+    const kubeconfig = api.kubeconfigPath();
+
+    const baseline = startChild("baseline", compiled, kubeconfig);
+    const b = await baseline.first;
+    const baselineRss = peakRssMiB(baseline.proc.pid!);
+    await stopChild(baseline);
+
+    const exporter = startChild("exporter", compiled, kubeconfig);
+    const e = await exporter.first;
+    const exporterRss = peakRssMiB(exporter.proc.pid!);
+    if (e.items !== SECRETS * 2) throw new Error(`exporter holds ${String(e.items)} locations, expected ${SECRETS * 2}`);
+
+    // Update latency: a new leaf in one Secret, then /metrics polled back to back until it shows.
+    const url = `http://127.0.0.1:${String(e.port)}/metrics`;
+    await fetchText(url); // first render outside the measurement
+    const latencies: number[] = [];
+    for (let u = 0; u < UPDATES; u++) {
+      const chain = chains[u % 4]!;
+      const fresh = await makeCert({ cn: `updated-${u}.bench.example`, issuer: chain.intermediate, notAfterDays: 60 });
+      const serial = fresh.cert.serialNumber.toLowerCase();
+      const started = performance.now();
+      api.putSecret(`ns-${u}`, `tls-${u * 1000 + u}`, { "tls.crt": pem(fresh) + pem(chain.intermediate), "ca.crt": pem(chain.root) }, { type: "kubernetes.io/tls" });
+      for (let tries = 0; tries < 2000; tries++) {
+        if ((await fetchText(url)).includes(`serial="${serial}"`)) break;
+      }
+      latencies.push(performance.now() - started);
+    }
+    const withScrapesRss = peakRssMiB(exporter.proc.pid!);
+    await stopChild(exporter);
+    latencies.sort((x, y) => x - y);
+
+    const baseName = `list + JSON-decode ${SECRETS} Secrets, client-node only (baseline)`;
+    const baseRssName = "peak RSS, list-only baseline";
+    return [
+      { name: baseName, value: Number(b.seconds) * 1000, unit: "ms" },
+      { name: `exporter initial sync, ${SECRETS} Secrets (${String(e.certificates)} certificates)`, value: Number(e.seconds) * 1000, unit: "ms", baseline: baseName },
+      { name: baseRssName, value: baselineRss, unit: "MiB" },
+      { name: "peak RSS, exporter after initial sync", value: exporterRss, unit: "MiB", baseline: baseRssName },
+      { name: `peak RSS, exporter after ${UPDATES} updates and back-to-back /metrics scrapes`, value: withScrapesRss, unit: "MiB", baseline: baseRssName },
+      { name: `update → new value on /metrics, median of ${UPDATES}`, value: latencies[Math.floor(latencies.length / 2)]!, unit: "ms" },
+      { name: `update → new value on /metrics, worst of ${UPDATES}`, value: latencies[latencies.length - 1]!, unit: "ms" },
+    ];
+  } finally {
+    await api.close();
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  printTable(`Secrets source (${SECRETS.toLocaleString("en-US")} TLS Secrets over HTTPS)`, await benchSecrets());
+}
