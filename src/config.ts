@@ -105,20 +105,70 @@ const secretRule = z
     message: "passphraseKey and passphrase apply only to format pkcs12",
   });
 
+/** Which namespaces a Kubernetes source reads (src/sources/namespaces.ts). */
+const namespaceSelection = z
+  .strictObject({
+    /** Names or globs; empty: every namespace. Only literal names: one list-and-watch per namespace. */
+    include: z.array(z.string().min(1)).default([]),
+    /** Names or globs, applied after include. */
+    exclude: z.array(z.string().min(1)).default([]),
+  })
+  .prefault({});
+
 const secrets = z.strictObject({
   enabled: z.boolean().default(false),
-  namespaces: z
-    .strictObject({
-      /** Names or globs; empty: every namespace. Only literal names: one list-and-watch per namespace. */
-      include: z.array(z.string().min(1)).default([]),
-      /** Names or globs, applied after include. */
-      exclude: z.array(z.string().min(1)).default([]),
-    })
-    .prefault({}),
+  namespaces: namespaceSelection,
   /** A label selector sent to the API server, e.g. `app.kubernetes.io/managed-by!=Helm`. */
   labelSelector: z.string().min(1).optional(),
   /** The first rule whose type and key glob match a data key decides how it is read. */
   rules: z.array(secretRule).min(1).default([{ type: "kubernetes.io/tls", keys: ["tls.crt", "ca.crt"], format: "auto" }]),
+});
+
+const port = z.number().int().min(1).max(65535);
+
+/**
+ * TLS endpoints found in Kubernetes (src/sources/discovery/), probed like static endpoints. Every
+ * kind is off by default.
+ */
+const discovery = z.strictObject({
+  /** `spec.tls[].hosts` of Ingresses, probed at `host:port`, dialling the load-balancer address when the Ingress has one. */
+  ingresses: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      namespaces: namespaceSelection,
+      /** A label selector sent to the API server. */
+      labelSelector: z.string().min(1).optional(),
+      /** The port probed on each host. */
+      port: port.default(443),
+      /** PEM file of CAs trusted beside the system roots (a private ingress CA). */
+      caFile: z.string().min(1).optional(),
+    })
+    .prefault({}),
+  /** Services annotated `cert-expiry-exporter.io/probe: "true"`, probed at `<service>.<namespace>.svc:<port>` through the cluster IP. */
+  services: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      namespaces: namespaceSelection,
+      labelSelector: z.string().min(1).optional(),
+      caFile: z.string().min(1).optional(),
+    })
+    .prefault({}),
+  /** The Kubernetes API server of the client configuration, verified with the kubeconfig's CA. */
+  apiServer: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+    })
+    .prefault({}),
+  /** The kubelet of every Node, at its InternalIP. */
+  kubelets: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      port: port.default(10250),
+      labelSelector: z.string().min(1).optional(),
+      /** PEM file of the kubelet serving CA; without it a self-signed kubelet certificate shows chain_verified 0. */
+      caFile: z.string().min(1).optional(),
+    })
+    .prefault({}),
 });
 
 export const configSchema = z.strictObject({
@@ -157,6 +207,7 @@ export const configSchema = z.strictObject({
       kubeconfigs: z.array(pathGroup).default([]),
       endpoints: z.array(endpointTarget).default([]),
       secrets: secrets.prefault({}),
+      discovery: discovery.prefault({}),
     })
     .prefault({}),
   kubernetes: kubernetes.prefault({}),
@@ -169,6 +220,7 @@ export type ShardConfig = z.output<typeof shard>;
 export type KubernetesConfig = z.output<typeof kubernetes>;
 export type SecretsConfig = z.output<typeof secrets>;
 export type SecretRule = z.output<typeof secretRule>;
+export type DiscoveryConfig = z.output<typeof discovery>;
 
 /** `sources.files[0].paths`: the path of an issue the way a user writes it in YAML. */
 function formatPath(path: readonly PropertyKey[]): string {

@@ -1,15 +1,17 @@
 import { createHash } from "node:crypto";
-import { CoreV1Api, Observable, type KubeConfig, type ObservableMiddleware, type RequestContext, type ResponseContext } from "@kubernetes/client-node";
+import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import picomatch from "picomatch";
 import { pkcs12Certificates } from "../certs/pkcs12.js";
 import type { CertRecord } from "../certs/record.js";
 import type { KubernetesConfig, SecretRule, SecretsConfig } from "../config.js";
 import { CertReadError, toReadError } from "../errors.js";
 import { locationId, type CertManagerLink, type Location, type LocationUpdate, type Thresholds } from "../inventory.js";
+import { withSignal } from "../kube/abortable.js";
 import { loadKubeConfig } from "../kube/client.js";
 import type { KubeApiError } from "../kube/errors.js";
 import { ListWatch, type ListPageFn, type ListRequest, type ListWatchHandler, type ListWatchReporter } from "../kube/list-watch.js";
 import { parseKubeconfig } from "./kubeconfig.js";
+import { NamespaceFilter } from "./namespaces.js";
 import type { Source, SourceContext } from "./source.js";
 
 /** What is read of a Secret: list items (client-node models) and watch objects (raw JSON) both fit. */
@@ -53,10 +55,6 @@ export interface SecretsSourceOptions {
   kubeConfig?: KubeConfig;
 }
 
-function isLiteral(pattern: string): boolean {
-  return !picomatch.scan(pattern).isGlob;
-}
-
 function decodeBase64(value: string): Buffer {
   return Buffer.from(value, "base64");
 }
@@ -87,8 +85,7 @@ export class SecretsSource implements Source {
   readonly #kube: KubernetesConfig;
   readonly #kc: KubeConfig;
   readonly #rules: CompiledRule[];
-  readonly #nsInclude: ((ns: string) => boolean) | undefined;
-  readonly #nsExclude: ((ns: string) => boolean) | undefined;
+  readonly #namespaces: NamespaceFilter;
   readonly #streams: SecretStream[];
   /** Error locations of scopes that cannot be read, by location id → stream ids refused there. */
   readonly #forbidden = new Map<string, Map<string, string>>();
@@ -103,9 +100,7 @@ export class SecretsSource implements Source {
     this.#kube = options.kubernetes;
     this.#kc = options.kubeConfig ?? loadKubeConfig({ kubeconfig: options.kubernetes.kubeconfig, context: options.kubernetes.context });
     this.#rules = options.secrets.rules.map((rule, index) => ({ rule, index, matchKey: picomatch(rule.keys, { dot: true }) }));
-    const { include, exclude } = options.secrets.namespaces;
-    this.#nsInclude = include.length ? picomatch(include, { dot: true }) : undefined;
-    this.#nsExclude = exclude.length ? picomatch(exclude, { dot: true }) : undefined;
+    this.#namespaces = new NamespaceFilter(options.secrets.namespaces);
     this.#streams = this.#streamSpecs().map((spec) => new SecretStream(spec, this));
     ctx.health.register(this.name);
   }
@@ -116,18 +111,13 @@ export class SecretsSource implements Source {
   }
 
   #streamSpecs(): StreamSpec[] {
-    const { include } = this.#config.namespaces;
-    let namespaces: (string | undefined)[] = [undefined];
-    if (include.length > 0 && include.every(isLiteral)) {
-      namespaces = [...new Set(include)].filter((ns) => this.namespaceAllowed(ns));
-    }
+    const namespaces = this.#namespaces.scopes();
     const types = this.#rules.every((r) => r.rule.type !== undefined) ? [...new Set(this.#rules.map((r) => r.rule.type))] : [undefined];
     return namespaces.flatMap((namespace) => types.map((type) => ({ namespace, type })));
   }
 
   namespaceAllowed(ns: string): boolean {
-    if (this.#nsInclude && !this.#nsInclude(ns)) return false;
-    return !this.#nsExclude?.(ns);
+    return this.#namespaces.allows(ns);
   }
 
   async start(): Promise<void> {
@@ -471,16 +461,4 @@ class SecretStream implements ListWatchHandler<SecretObject> {
 
 function objectKey(secret: SecretObject): string {
   return `${secret.metadata?.namespace ?? ""}/${secret.metadata?.name ?? ""}`;
-}
-
-/** Request options that make a client-node call abortable (its fetch takes the signal). */
-function withSignal(signal: AbortSignal): { middleware: ObservableMiddleware[]; middlewareMergeStrategy: "append" } {
-  const middleware: ObservableMiddleware = {
-    pre: (context: RequestContext) => {
-      context.setSignal(signal);
-      return new Observable(Promise.resolve(context));
-    },
-    post: (context: ResponseContext) => new Observable(Promise.resolve(context)),
-  };
-  return { middleware: [middleware], middlewareMergeStrategy: "append" };
 }

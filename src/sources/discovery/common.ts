@@ -1,0 +1,364 @@
+import { isIP } from "node:net";
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { KubernetesConfig } from "../../config.js";
+import { CertReadError } from "../../errors.js";
+import { locationId, type Location, type SourceKind } from "../../inventory.js";
+import type { KubeApiError } from "../../kube/errors.js";
+import { ListWatch, type ListPageFn, type ListWatchHandler, type ListWatchReporter } from "../../kube/list-watch.js";
+import type { ProbeTarget, TargetProvider } from "../endpoints.js";
+import type { NamespaceFilter } from "../namespaces.js";
+import { SourceContext } from "../source.js";
+
+/** What discovery reads of any object: list items (client-node models) and watch objects (raw JSON) both fit. */
+export interface KubeObject {
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string; annotations?: Record<string, string> | null };
+}
+
+/**
+ * The context of the endpoint source when discovery is on. A discovery scope that the API server
+ * refuses (403) is an error location of the endpoint source, `{source: "endpoint", namespace, name:
+ * "", key: <resource>}` (`name` is never empty for a probed target, so the two cannot collide). The
+ * endpoint source removes every endpoint location that is not one of its targets whenever its targets
+ * change; this context keeps the scope errors through that.
+ */
+export class DiscoveryContext extends SourceContext {
+  /** Scope error locations by id, with the refusals (by stream and verb) that hold them. */
+  readonly #refusals = new Map<string, { location: Location; messages: Map<string, string> }>();
+
+  constructor(base: SourceContext) {
+    super(base.inventory, base.cache, base.health, base.log);
+  }
+
+  override pruneExcept(source: SourceKind, seen: ReadonlySet<string>): void {
+    if (source !== "endpoint" || this.#refusals.size === 0) return super.pruneExcept(source, seen);
+    const keep = new Set(seen);
+    for (const id of this.#refusals.keys()) keep.add(id);
+    super.pruneExcept(source, keep);
+  }
+
+  /**
+   * Records (message) or clears (undefined) one refusal of a scope. The scope's error location
+   * exists while any refusal does; SourceContext.publish logs it once, not on every retry.
+   */
+  setRefusal(location: Location, refusal: string, message: string | undefined): void {
+    const id = locationId(location);
+    const entry = this.#refusals.get(id) ?? { location, messages: new Map<string, string>() };
+    if (message === undefined) {
+      if (!entry.messages.delete(refusal)) return;
+    } else {
+      if (entry.messages.get(refusal) === message) return;
+      entry.messages.set(refusal, message);
+    }
+    if (entry.messages.size === 0) {
+      this.#refusals.delete(id);
+      this.remove(location);
+      return;
+    }
+    this.#refusals.set(id, entry);
+    this.publish(location, new CertReadError("forbidden", [...entry.messages.values()][0]!));
+  }
+}
+
+/** `host` for connecting: IPv6 literals in brackets, so that `splitHostPort` reads them unambiguously. */
+export function dialHost(host: string): string {
+  return isIP(host) === 6 ? `[${host}]` : host;
+}
+
+/** `host:port` with IPv6 literals in brackets. */
+export function hostPort(host: string, port: number): string {
+  return `${dialHost(host)}:${port}`;
+}
+
+/** One Kubernetes resource that discovery lists and watches. */
+export interface DiscoveredResource<T> {
+  /** Plural, as in RBAC: `ingresses`, `services`, `nodes`. Also the key of a scope error location. */
+  resource: string;
+  /** API group, "" for the core group. */
+  group: string;
+  /** Pages of the list, in one namespace or (undefined) across the cluster. */
+  list(namespace: string | undefined): ListPageFn<T>;
+  /** The collection path to watch, in one namespace or (undefined) across the cluster. */
+  watchPath(namespace: string | undefined): string;
+}
+
+export interface KubeTargetProviderOptions<T> {
+  /** The provider's name: its health `source` label and its config key under sources.discovery. */
+  name: string;
+  resource: DiscoveredResource<T>;
+  kubeConfig: KubeConfig;
+  kubernetes: KubernetesConfig;
+  /** Namespaced resources: the namespaces read. Absent: a cluster-scoped resource (nodes). */
+  namespaces?: NamespaceFilter;
+  labelSelector?: string;
+  /** The probe targets of one object; [] when it has none. Called on every change of the object. */
+  targets(object: T): ProbeTarget[];
+  /** The object went away (or left scope): forget anything remembered about it, e.g. logged warnings. */
+  forget?(namespace: string, name: string): void;
+}
+
+/**
+ * A TargetProvider over list-and-watch (src/kube/list-watch.ts): the targets of every object in
+ * scope, handed over complete whenever one of them changes. One list-and-watch per namespace when
+ * the includes are literal names, else one cluster-wide, as the Secrets source does.
+ *
+ * Health: each provider is a `source` of its own in the exporter's health metrics (`source_up`,
+ * `last_success_timestamp_seconds`, `relists_total`, `watch_restarts_total` with `source` =
+ * `ingresses`, `services` or `kubelets`), and holds /readyz until its first list. Its `start`
+ * resolves at the first list, or at the first failure, so that an unreachable API server never holds
+ * up the static endpoints: the discovered targets follow once the list succeeds.
+ */
+export class KubeTargetProvider<T extends KubeObject> implements TargetProvider {
+  readonly name: string;
+  readonly #o: KubeTargetProviderOptions<T>;
+  readonly #ctx: DiscoveryContext;
+  readonly #streams: TargetStream<T>[];
+  readonly #failing = new Set<string>();
+  #onChange: ((targets: readonly ProbeTarget[]) => void) | undefined;
+  #started = false;
+  #firstFailure: { promise: Promise<void>; resolve: () => void };
+
+  constructor(options: KubeTargetProviderOptions<T>, ctx: DiscoveryContext) {
+    this.name = options.name;
+    this.#o = options;
+    this.#ctx = ctx;
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    this.#firstFailure = { promise, resolve };
+    const scopes = options.namespaces ? options.namespaces.scopes() : [undefined];
+    this.#streams = scopes.map((namespace) => new TargetStream<T>(namespace, this));
+    ctx.health.register(this.name);
+  }
+
+  /** The list-and-watch scopes (namespaces; undefined: the cluster), for tests and logs. */
+  get scopes(): (string | undefined)[] {
+    return this.#streams.map((s) => s.namespace);
+  }
+
+  async start(onChange: (targets: readonly ProbeTarget[]) => void): Promise<void> {
+    this.#onChange = onChange;
+    const started = performance.now();
+    await Promise.race([Promise.all(this.#streams.map((s) => s.listWatch.start())), this.#firstFailure.promise]);
+    this.#started = true;
+    if (this.#failing.size === 0 && this.#streams.every((s) => s.listed)) this.#ctx.health.scanSucceeded(this.name, (performance.now() - started) / 1000);
+    onChange(this.#targets());
+  }
+
+  async list(): Promise<readonly ProbeTarget[]> {
+    const started = performance.now();
+    try {
+      await Promise.all(this.#streams.map((s) => s.listWatch.listOnce()));
+    } catch (err) {
+      this.#ctx.health.scanFailed(this.name, (performance.now() - started) / 1000);
+      throw err;
+    }
+    this.#ctx.health.scanSucceeded(this.name, (performance.now() - started) / 1000);
+    return this.#targets();
+  }
+
+  async stop(): Promise<void> {
+    this.#onChange = undefined;
+    await Promise.all(this.#streams.map((s) => s.listWatch.stop()));
+  }
+
+  // ---------------------------------------------------------------- used by the streams
+
+  get options(): KubeTargetProviderOptions<T> {
+    return this.#o;
+  }
+
+  get ctx(): DiscoveryContext {
+    return this.#ctx;
+  }
+
+  changed(): void {
+    this.#onChange?.(this.#targets());
+  }
+
+  #targets(): ProbeTarget[] {
+    return this.#streams.flatMap((s) => s.targets());
+  }
+
+  reporter(streamId: string): ListWatchReporter {
+    const health = this.#ctx.health;
+    const source = this.name;
+    const current = () => this.#failing.size === 0 && this.#streams.every((s) => s.listed);
+    return {
+      relisted: (reason) => health.relists.inc({ source, reason }),
+      watchRestarted: (reason) => health.watchRestarts.inc({ source, reason }),
+      listSucceeded: (seconds) => {
+        if (this.#started && current()) health.scanSucceeded(source, seconds);
+      },
+      failed: () => {
+        this.#failing.add(streamId);
+        health.scanFailed(source);
+        this.#firstFailure.resolve();
+      },
+      recovered: () => {
+        this.#failing.delete(streamId);
+        if (this.#started && current()) health.sourceUp.set({ source }, 1);
+      },
+    };
+  }
+}
+
+interface ObjectTargets {
+  /** The targets' JSON, so that a change that does not touch them is not handed on. */
+  digest: string;
+  targets: ProbeTarget[];
+}
+
+/** One list-and-watch scope and the targets of the objects in it. */
+class TargetStream<T extends KubeObject> implements ListWatchHandler<T> {
+  readonly namespace: string | undefined;
+  readonly id: string;
+  readonly listWatch: ListWatch<T>;
+  /** True once a full list completed, or was refused. */
+  listed = false;
+  readonly #provider: KubeTargetProvider<T>;
+  readonly #objects = new Map<string, ObjectTargets>();
+  readonly #location: Location;
+  #seen: Set<string> | undefined;
+  #dirty = false;
+
+  constructor(namespace: string | undefined, provider: KubeTargetProvider<T>) {
+    this.namespace = namespace;
+    this.#provider = provider;
+    const o = provider.options;
+    const kube = o.kubernetes;
+    this.id = `${o.resource.resource} namespace=${namespace ?? "*"}`;
+    this.#location = { source: "endpoint", namespace: namespace ?? "", name: "", key: o.resource.resource };
+    this.listWatch = new ListWatch<T>({
+      description: this.id,
+      kubeConfig: o.kubeConfig,
+      list: o.resource.list(namespace),
+      watchPath: o.resource.watchPath(namespace),
+      labelSelector: o.labelSelector,
+      pageSize: kube.pageSize,
+      resyncIntervalMs: kube.resyncInterval * 1000,
+      watchSilenceMs: kube.watchTimeout * 1000,
+      requestTimeoutMs: kube.requestTimeout * 1000,
+      backoff: { initialMs: kube.backoff.initial * 1000, maxMs: kube.backoff.max * 1000 },
+      handler: this,
+      reporter: provider.reporter(this.id),
+      log: provider.ctx.log,
+    });
+  }
+
+  targets(): ProbeTarget[] {
+    const out: ProbeTarget[] = [];
+    for (const entry of this.#objects.values()) out.push(...entry.targets);
+    return out;
+  }
+
+  // ---------------------------------------------------------------- ListWatchHandler
+
+  listStarted(): void {
+    this.#seen = new Set();
+  }
+
+  listPage(items: readonly T[]): void {
+    for (const object of items) {
+      const key = objectKey(object);
+      this.#seen?.add(key);
+      this.#apply(key, object);
+    }
+  }
+
+  listCompleted(): void {
+    const seen = this.#seen;
+    this.#seen = undefined;
+    if (seen) for (const key of [...this.#objects.keys()]) if (!seen.has(key)) this.#drop(key, true);
+    this.listed = true;
+    this.#flush();
+  }
+
+  watchEvent(type: "ADDED" | "MODIFIED" | "DELETED", object: T): void {
+    const key = objectKey(object);
+    if (type === "DELETED") this.#drop(key, true);
+    else this.#apply(key, object);
+    this.#flush();
+  }
+
+  forbidden(verb: "list" | "watch", error: KubeApiError): void {
+    const { resource, group } = this.#provider.options.resource;
+    const ns = this.namespace;
+    const what = group ? `${resource}.${group}` : resource;
+    const clusterScoped = this.#provider.options.namespaces === undefined;
+    const where = ns === undefined ? "at the cluster scope" : `in the namespace "${ns}"`;
+    const grant =
+      ns !== undefined
+        ? `grant list and watch on ${what} with a Role in "${ns}"`
+        : clusterScoped
+          ? `grant list and watch on ${what} with a ClusterRole`
+          : `grant list and watch on ${what} with a ClusterRole, or name the namespaces literally in sources.discovery.${this.#provider.name}.namespaces.include to read them one by one`;
+    const message = `missing permission: cannot ${verb} ${what} ${where}; ${grant} (API server: ${error.message})`;
+    if (verb === "list") {
+      // Nothing here can be read: what was read before is no longer current.
+      this.#seen = undefined;
+      for (const key of [...this.#objects.keys()]) this.#drop(key, true);
+      this.listed = true;
+      this.#flush();
+    }
+    this.#provider.ctx.setRefusal(this.#location, verb, message);
+  }
+
+  allowed(verb: "list" | "watch"): void {
+    this.#provider.ctx.setRefusal(this.#location, verb, undefined);
+  }
+
+  // ---------------------------------------------------------------- objects
+
+  #apply(key: string, object: T): void {
+    const namespace = object.metadata?.namespace ?? "";
+    const filter = this.#provider.options.namespaces;
+    if (filter && !filter.allows(namespace)) return this.#drop(key, false);
+    const targets = this.#provider.options.targets(object);
+    if (targets.length === 0) return this.#drop(key, false);
+    const digest = JSON.stringify(targets);
+    if (this.#objects.get(key)?.digest === digest) return;
+    this.#objects.set(key, { digest, targets });
+    this.#dirty = true;
+  }
+
+  /** The object has no targets (any more); `gone`: it no longer exists, or cannot be read. */
+  #drop(key: string, gone: boolean): void {
+    if (this.#objects.delete(key)) this.#dirty = true;
+    if (!gone) return;
+    const slash = key.indexOf("/");
+    this.#provider.options.forget?.(key.slice(0, slash), key.slice(slash + 1));
+  }
+
+  /** Hands the provider's targets on when any changed; during a list, only once it completes. */
+  #flush(): void {
+    if (!this.#dirty || this.#seen) return;
+    this.#dirty = false;
+    this.#provider.changed();
+  }
+}
+
+function objectKey(object: KubeObject): string {
+  return `${object.metadata?.namespace ?? ""}/${object.metadata?.name ?? ""}`;
+}
+
+/** Warnings about one object's content (a bad annotation), logged once per object and message. */
+export class ObjectWarnings {
+  readonly #ctx: SourceContext;
+  readonly #logged = new Map<string, Set<string>>();
+
+  constructor(ctx: SourceContext) {
+    this.#ctx = ctx;
+  }
+
+  warn(namespace: string, name: string, message: string, fields: Record<string, unknown> = {}, level: "warn" | "info" = "warn"): void {
+    const key = `${namespace}/${name}`;
+    const logged = this.#logged.get(key) ?? new Set<string>();
+    if (logged.has(message)) return;
+    logged.add(message);
+    this.#logged.set(key, logged);
+    this.#ctx.log[level]({ source: "endpoint", namespace, name, ...fields }, message);
+  }
+
+  forget(namespace: string, name: string): void {
+    this.#logged.delete(`${namespace}/${name}`);
+  }
+}
