@@ -1,3 +1,4 @@
+import { Readable } from "node:stream";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Health } from "./health.js";
 import type { Inventory } from "./inventory.js";
@@ -19,8 +20,9 @@ export function buildServer({ inventory, health, log }: ServerDeps): FastifyInst
 
   app.get("/metrics", async (request, reply) => {
     const format = negotiateFormat(request.headers.accept);
-    const body = await renderer.render(format);
-    return reply.type(format === "openmetrics" ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE).send(body);
+    const chunks = await renderer.render(format);
+    // Sent chunk by chunk: joining them would copy the whole body once more.
+    return reply.type(format === "openmetrics" ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE).send(Readable.from(chunks));
   });
 
   app.get("/healthz", async (_request, reply) => reply.type("text/plain").send("ok\n"));

@@ -4,6 +4,9 @@ import { Inventory } from "../src/inventory.js";
 import { MetricsRenderer, escapeLabelValue, negotiateFormat } from "../src/metrics.js";
 import { record } from "./helpers/records.js";
 
+/** A rendered body as text. */
+const text = async (chunks: Promise<Buffer[]>): Promise<string> => Buffer.concat(await chunks).toString("utf8");
+
 function setup() {
   const inventory = new Inventory();
   const health = new Health(inventory);
@@ -21,7 +24,7 @@ t.test("label values escape backslash, double quote and line feed", async (t) =>
   t.equal(escapeLabelValue("plain Zürich 東京"), "plain Zürich 東京");
   const { inventory, renderer } = setup();
   inventory.replace({ source: "file", namespace: "", name: '/tmp/we"ird\\name', key: "" }, { certificates: [record({ subjectCN: 'evil"\\\nCN' })] });
-  const body = await renderer.renderCertificates();
+  const body = await text(renderer.renderCertificates());
   t.match(body, 'name="/tmp/we\\"ird\\\\name"');
   t.match(body, 'subject_cn="evil\\"\\\\\\nCN"');
   t.notMatch(body, /CN"\s*\n/, "no raw line feed inside a label value");
@@ -33,7 +36,7 @@ t.test("every per-certificate series carries the contract's labels", async (t) =
   inventory.replace({ source: "secret", namespace: "prod", name: "web-tls", key: "tls.crt" }, {
     certificates: [record({ notAfter: now + 10 * 86400, serial: "00ff", isCA: false }), record({ subjectCN: "Example CA", isCA: true, serial: "01" })],
   });
-  const body = await renderer.renderCertificates(now);
+  const body = await text(renderer.renderCertificates(now));
   const leaf = 'source="secret",namespace="prod",name="web-tls",key="tls.crt",index="0",subject_cn="example.test",issuer_cn="Example CA",serial="00ff",ca="false"';
   t.equal(sample(body, "cert_not_after_timestamp_seconds", leaf), now + 10 * 86400);
   t.equal(sample(body, "cert_expires_in_days", leaf), 10);
@@ -46,10 +49,10 @@ t.test("days left and expired are computed at render time", async (t) => {
   const { inventory, renderer } = setup();
   const notAfter = 1_800_000_000;
   inventory.replace({ source: "file", namespace: "", name: "/a.pem", key: "" }, { certificates: [record({ notAfter })] });
-  const before = await renderer.renderCertificates(notAfter - 86400 * 1.5);
+  const before = await text(renderer.renderCertificates(notAfter - 86400 * 1.5));
   t.equal(sample(before, "cert_expires_in_days", 'name="/a.pem"'), 1.5);
   t.equal(sample(before, "cert_expired", 'name="/a.pem"'), 0);
-  const after = await renderer.renderCertificates(notAfter + 86400 * 2);
+  const after = await text(renderer.renderCertificates(notAfter + 86400 * 2));
   t.equal(sample(after, "cert_expires_in_days", 'name="/a.pem"'), -2);
   t.equal(sample(after, "cert_expired", 'name="/a.pem"'), 1);
 });
@@ -59,7 +62,7 @@ t.test("the same certificate at two locations, or twice in one bundle, gives dis
   const cert = record();
   inventory.replace({ source: "file", namespace: "", name: "/a.pem", key: "" }, { certificates: [cert, cert] });
   inventory.replace({ source: "file", namespace: "", name: "/b.pem", key: "" }, { certificates: [cert] });
-  const body = await renderer.renderCertificates();
+  const body = await text(renderer.renderCertificates());
   const series = body.split("\n").filter((l) => l.startsWith("cert_info{")).map((l) => l.slice(0, l.lastIndexOf(" ")));
   t.equal(series.length, 3);
   t.equal(new Set(series).size, 3, "no duplicate label sets");
@@ -77,7 +80,7 @@ t.test("errors, thresholds, cert-manager links and probes render per location", 
     certificates: [record()],
     probe: { success: true, chainVerified: false, verifyError: "CERT_HAS_EXPIRED", hostnameMatch: true, tlsVersion: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", durationSeconds: 0.25 },
   });
-  const body = await renderer.renderCertificates();
+  const body = await text(renderer.renderCertificates());
   t.equal(sample(body, "cert_read_errors", 'name="/bad.pem"', 'reason="corrupt_certificate"'), 1);
   t.equal(sample(body, "cert_threshold_warning_days", 'name="s"'), 40);
   t.equal(sample(body, "cert_threshold_critical_days", 'name="s"'), 10);
@@ -98,7 +101,7 @@ t.test("a probe that failed after certificates arrived exports both the certific
     certificates: [record({ subjectCN: "mtls.test" })],
     probe: { success: false, reason: "client_cert_required", chainVerified: false, verifyError: "", hostnameMatch: true, tlsVersion: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256", durationSeconds: 0.01 },
   });
-  const body = await renderer.renderCertificates();
+  const body = await text(renderer.renderCertificates());
   t.equal(sample(body, "cert_expires_in_days", 'subject_cn="mtls.test"') !== undefined, true);
   t.equal(sample(body, "cert_read_errors", 'name="127.0.0.1:8443"', 'reason="client_cert_required"'), 1);
   t.equal(sample(body, "cert_endpoint_probe_success", 'name="127.0.0.1:8443"'), 0);
@@ -107,7 +110,7 @@ t.test("a probe that failed after certificates arrived exports both the certific
 t.test("each family is declared once, with its samples grouped under it", async (t) => {
   const { inventory, renderer } = setup();
   for (let i = 0; i < 5; i++) inventory.replace({ source: "file", namespace: "", name: `/c${i}.pem`, key: "" }, { certificates: [record()] });
-  const body = await renderer.render("prometheus");
+  const body = await text(renderer.render("prometheus"));
   const types = body.split("\n").filter((l) => l.startsWith("# TYPE "));
   t.equal(new Set(types).size, types.length, "no family declared twice");
   let current = "";
@@ -132,11 +135,11 @@ t.test("OpenMetrics is served when asked for, and ends with # EOF", async (t) =>
   t.equal(negotiateFormat(undefined), "prometheus");
   const { inventory, renderer } = setup();
   inventory.replace({ source: "file", namespace: "", name: "/a.pem", key: "" }, { certificates: [record()] });
-  const om = await renderer.render("openmetrics");
+  const om = await text(renderer.render("openmetrics"));
   t.ok(om.endsWith("# EOF\n"));
   t.equal(om.match(/# EOF/g)?.length, 1);
-  const text = await renderer.render("prometheus");
-  t.notMatch(text, "# EOF");
+  const plain = await text(renderer.render("prometheus"));
+  t.notMatch(plain, "# EOF");
 });
 
 t.test("concurrent scrapes share one render", async (t) => {
@@ -145,7 +148,7 @@ t.test("concurrent scrapes share one render", async (t) => {
   const a = renderer.render("prometheus");
   const b = renderer.render("prometheus");
   t.equal(a, b, "the second scrape joins the first render");
-  const [bodyA, bodyB] = await Promise.all([a, b]);
+  const [bodyA, bodyB] = await Promise.all([text(a), text(b)]);
   t.equal(bodyA, bodyB);
   t.not(renderer.render("prometheus"), a, "a later scrape starts a fresh render");
 });
@@ -158,7 +161,7 @@ t.test("a large inventory is rendered in slices that let other work run", async 
   setImmediate(() => {
     ranDuringRender = !rendered;
   });
-  const body = await renderer.renderCertificates();
+  const body = await text(renderer.renderCertificates());
   rendered = true;
   await new Promise((resolve) => setImmediate(resolve));
   t.equal(ranDuringRender, true, "a callback queued before the render ran before it finished");
