@@ -2,13 +2,17 @@
  * `npm run bench`: every benchmark, each next to its baseline measured in the same run.
  * `npm run bench -- parse render` runs only the named ones.
  */
+import { benchEndpoints } from "./endpoints.js";
 import { benchParse } from "./parse.js";
 import { benchRender } from "./render.js";
+import { benchSecrets } from "./secrets.js";
 import { printTable, type BenchRow } from "./report.js";
 
 const BENCHES: Record<string, { title: string; run: () => Promise<BenchRow[]> }> = {
   parse: { title: "Parse throughput (1,000 certificates)", run: benchParse },
   render: { title: "/metrics render", run: benchRender },
+  secrets: { title: "Secrets source: 20,000 TLS Secrets over HTTPS", run: benchSecrets },
+  endpoints: { title: "TLS probes: 1,000 endpoints, ours and blackbox_exporter", run: benchEndpoints },
 };
 
 const wanted = process.argv.slice(2);

@@ -79,7 +79,7 @@ function parseDays(value: string): number | undefined {
  * neither parsed nor published again.
  */
 export class SecretsSource implements Source {
-  readonly name = "secrets";
+  readonly name = "secret";
   readonly #ctx: SourceContext;
   readonly #config: SecretsConfig;
   readonly #kube: KubernetesConfig;

@@ -11,7 +11,7 @@ import type { Logger } from "../log.js";
  */
 export interface Source {
   /** The `source` label of its health metrics: the same value as its certificates' `source` label. */
-  readonly name: string;
+  readonly name: SourceKind;
   /** Begins continuous work; resolves once the first full scan is done. */
   start(): Promise<void>;
   /** One full scan and nothing after it, for `check`. */
