@@ -119,3 +119,29 @@ t.test("clear and bad sizes", async (t) => {
   t.throws(() => new ParseCache(-1), RangeError);
   t.throws(() => new ParseCache(1.5), RangeError);
 });
+
+t.test("a certificate copied into many bundles is decoded once and held as one record", async (t) => {
+  const ca = await makeCert({ cn: "Shared CA", ca: true });
+  let decoded = 0;
+  const decode = await import("../src/certs/decode.js");
+  const { ParseCache: Counted } = await t.mockImport<typeof import("../src/certs/cache.js")>("../src/certs/cache.js", {
+    "../src/certs/decode.js": {
+      ...decode,
+      decodeCertificate: (...args: Parameters<typeof decode.decodeCertificate>) => {
+        decoded++;
+        return decode.decodeCertificate(...args);
+      },
+    },
+  });
+  const cache = new Counted(100);
+  const bundles = await Promise.all(
+    Array.from({ length: 5 }, async (_, i) => Buffer.from(`# copy ${i}\n${(await makeCert({ cn: `leaf-${i}` })).pem}${ca.pem}`)),
+  );
+  const results = bundles.map((bundle) => cache.parse(bundle));
+  t.equal(cache.misses, 5, "every bundle has other bytes");
+  t.equal(decoded, 6, "five leaves and the CA once");
+  const caRecords = new Set(results.map((records) => records[1]));
+  t.equal(caRecords.size, 1, "one shared record for the CA");
+  t.equal([...caRecords][0]?.subjectCN, "Shared CA");
+  t.ok(Object.isFrozen([...caRecords][0]), "shared records cannot be changed by one holder");
+});

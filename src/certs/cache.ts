@@ -1,25 +1,78 @@
 import { createHash } from "node:crypto";
 import { CertReadError } from "../errors.js";
+import type { Tlv } from "./der.js";
+import { decodeCertificate } from "./decode.js";
 import type { CertRecord } from "./record.js";
 import { type CertFormat, parseCertificates } from "./parse.js";
 
 type Entry = { records: readonly CertRecord[] } | { error: CertReadError };
 
+/** A bounded map that forgets the least recently used key first. */
+class Lru<V> {
+  readonly #max: number;
+  readonly #map = new Map<string, V>();
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  get size(): number {
+    return this.#map.size;
+  }
+
+  get(key: string): V | undefined {
+    const value = this.#map.get(key);
+    if (value !== undefined) {
+      this.#map.delete(key);
+      this.#map.set(key, value);
+    }
+    return value;
+  }
+
+  set(key: string, value: V): void {
+    this.#map.set(key, value);
+    while (this.#map.size > this.#max) this.#map.delete(this.#map.keys().next().value as string);
+  }
+
+  clear(): void {
+    this.#map.clear();
+  }
+}
+
+function frozen(record: CertRecord): CertRecord {
+  return Object.freeze({ ...record, sans: Object.freeze([...record.sans]) as string[] });
+}
+
 /**
  * A bounded LRU of parse results keyed by the SHA-256 of the bytes and the format, so bytes that did
  * not change are parsed once however often a source re-reads them. Failures are cached too: a broken
  * Secret is not re-parsed on every scan. Only records and errors are kept, never the bytes.
- * `maxEntries` 0 disables caching (every call parses; the counters still count misses).
+ *
+ * Below it, a second LRU keyed by each certificate's own DER: the same CA or intermediate copied into
+ * thousands of Secrets, each with other bytes around it, is decoded once and held as one record.
+ * `maxEntries` 0 disables both (every call parses; the counters still count misses).
  */
 export class ParseCache {
   readonly maxEntries: number;
-  readonly #entries = new Map<string, Entry>();
+  readonly #entries: Lru<Entry>;
+  readonly #certificates: Lru<CertRecord>;
+  readonly #decode = (buf: Uint8Array, tlv: Tlv): CertRecord => {
+    const key = createHash("sha256").update(buf.subarray(tlv.start, tlv.end)).digest("base64");
+    let record = this.#certificates.get(key);
+    if (!record) {
+      record = frozen(decodeCertificate(buf, tlv));
+      this.#certificates.set(key, record);
+    }
+    return record;
+  };
   #hits = 0;
   #misses = 0;
 
   constructor(maxEntries = 10_000) {
     if (!Number.isInteger(maxEntries) || maxEntries < 0) throw new RangeError("maxEntries must be a non-negative integer");
     this.maxEntries = maxEntries;
+    this.#entries = new Lru(maxEntries);
+    this.#certificates = new Lru(maxEntries);
   }
 
   get hits(): number {
@@ -36,6 +89,7 @@ export class ParseCache {
 
   clear(): void {
     this.#entries.clear();
+    this.#certificates.clear();
   }
 
   /** Records of `bytes`, shared and frozen: do not mutate. Throws CertReadError as parseCertificates does. */
@@ -48,24 +102,17 @@ export class ParseCache {
     const hit = this.#entries.get(key);
     if (hit) {
       this.#hits++;
-      // Move to the most recently used end.
-      this.#entries.delete(key);
-      this.#entries.set(key, hit);
       return unwrap(hit);
     }
     this.#misses++;
     let entry: Entry;
     try {
-      entry = { records: Object.freeze(parseCertificates(bytes, format).map((r) => Object.freeze({ ...r, sans: Object.freeze([...r.sans]) as string[] }))) };
+      entry = { records: Object.freeze(parseCertificates(bytes, format, this.#decode)) };
     } catch (err) {
       if (!(err instanceof CertReadError)) throw err;
       entry = { error: err };
     }
     this.#entries.set(key, entry);
-    while (this.#entries.size > this.maxEntries) {
-      const oldest = this.#entries.keys().next().value as string;
-      this.#entries.delete(oldest);
-    }
     return unwrap(entry);
   }
 }

@@ -109,30 +109,33 @@ function describe(err: unknown): string {
   return err instanceof DerError ? err.message : "malformed structure";
 }
 
-function certAt(buf: Uint8Array, tlv: Tlv, what: string): CertRecord {
+/** Turns one certificate's TLV into its record; the parse cache passes one that remembers certificates. */
+export type CertDecoder = (buf: Uint8Array, cert: Tlv) => CertRecord;
+
+function certAt(buf: Uint8Array, tlv: Tlv, what: string, decode: CertDecoder): CertRecord {
   try {
-    return decodeCertificate(buf, tlv);
+    return decode(buf, tlv);
   } catch (err) {
     throw new CertReadError("corrupt_certificate", `${what}: ${describe(err)}`, { cause: err });
   }
 }
 
 /** DER certificates, one after another. Trailing bytes that do not form a further certificate are ignored, as OpenSSL does. */
-function parseDer(buf: Uint8Array): CertRecord[] {
+function parseDer(buf: Uint8Array, decode: CertDecoder): CertRecord[] {
   let first: Tlv;
   try {
     first = readTlv(buf, 0);
   } catch (err) {
     throw new CertReadError("corrupt_certificate", `DER certificate: ${describe(err)}`, { cause: err });
   }
-  const records = [certAt(buf, first, "DER certificate")];
+  const records = [certAt(buf, first, "DER certificate", decode)];
   let pos = first.end;
   while (pos < buf.length && buf[pos] === TAG.SEQUENCE) {
     let next: Tlv;
     let record: CertRecord;
     try {
       next = readTlv(buf, pos);
-      record = decodeCertificate(buf, next);
+      record = decode(buf, next);
     } catch {
       break;
     }
@@ -143,7 +146,7 @@ function parseDer(buf: Uint8Array): CertRecord[] {
 }
 
 /** Certificates of a PKCS#7 / CMS SignedData ContentInfo (certs-only .p7b/.p7c, or any SignedData). */
-function parsePkcs7(buf: Uint8Array, what: string): CertRecord[] {
+function parsePkcs7(buf: Uint8Array, what: string, decode: CertDecoder): CertRecord[] {
   let certTlvs: Tlv[];
   try {
     const info = expect(buf, 0, buf.length, TAG.SEQUENCE, "ContentInfo");
@@ -162,10 +165,10 @@ function parsePkcs7(buf: Uint8Array, what: string): CertRecord[] {
     throw new CertReadError("corrupt_certificate", `${what}: ${describe(err)}`, { cause: err });
   }
   if (certTlvs.length === 0) throw new CertReadError("no_certificate", `${what}: PKCS#7 holds no certificate`);
-  return certTlvs.map((t, i) => certAt(buf, t, `${what} certificate ${i}`));
+  return certTlvs.map((t, i) => certAt(buf, t, `${what} certificate ${i}`, decode));
 }
 
-function parsePem(text: string, onlyPkcs7: boolean): CertRecord[] {
+function parsePem(text: string, onlyPkcs7: boolean, decode: CertDecoder): CertRecord[] {
   const blocks = scanPem(text);
   if (blocks.length === 0) throw new CertReadError("not_pem_or_der", "no PEM block found");
   const records: CertRecord[] = [];
@@ -187,7 +190,7 @@ function parsePem(text: string, onlyPkcs7: boolean): CertRecord[] {
     if (der.length === 0) throw new CertReadError("corrupt_certificate", `${what}: empty body`);
     if (isPkcs7) {
       try {
-        records.push(...parsePkcs7(der, what));
+        records.push(...parsePkcs7(der, what, decode));
       } catch (err) {
         // An empty PKCS#7 beside real certificates is not an error; alone it is reported below.
         if (!(err instanceof CertReadError && err.reason === "no_certificate")) throw err;
@@ -201,7 +204,7 @@ function parsePem(text: string, onlyPkcs7: boolean): CertRecord[] {
     } catch (err) {
       throw new CertReadError("corrupt_certificate", `${what}: ${describe(err)}`, { cause: err });
     }
-    records.push(certAt(der, tlv, what));
+    records.push(certAt(der, tlv, what, decode));
   });
   if (records.length === 0) {
     const message = certBlocks > 0 ? "PKCS#7 holds no certificate" : `PEM without a certificate (found: ${labels.join(", ")})`;
@@ -221,12 +224,12 @@ function isBlank(bytes: Uint8Array): boolean {
  * DER PKCS#7. Throws CertReadError with reason not_pem_or_der, no_certificate (pemLabels filled),
  * corrupt_certificate or bad_base64. Records come in input order, which is the `index` label.
  */
-export function parseCertificates(bytes: Uint8Array, format: CertFormat = "auto"): CertRecord[] {
+export function parseCertificates(bytes: Uint8Array, format: CertFormat = "auto", decode: CertDecoder = decodeCertificate): CertRecord[] {
   if (bytes.length === 0 || isBlank(bytes)) throw new CertReadError("not_pem_or_der", "empty input");
   const der = looksLikeDer(bytes);
   if (format === "der") {
     if (!der) throw new CertReadError("not_pem_or_der", "not a DER certificate");
-    return parseDer(bytes);
+    return parseDer(bytes, decode);
   }
   if (der && format !== "pem") {
     let contentType: string | undefined;
@@ -237,13 +240,13 @@ export function parseCertificates(bytes: Uint8Array, format: CertFormat = "auto"
     } catch {
       // Truncated: handled by the DER path below.
     }
-    if (contentType !== undefined || format === "pkcs7") return parsePkcs7(bytes, "PKCS#7");
-    return parseDer(bytes);
+    if (contentType !== undefined || format === "pkcs7") return parsePkcs7(bytes, "PKCS#7", decode);
+    return parseDer(bytes, decode);
   }
   // PEM never holds bytes above 0x7f except in surrounding text; latin1 keeps offsets byte-exact.
   const text = latin1(bytes);
   if (!looksLikePem(text)) {
     throw new CertReadError("not_pem_or_der", format === "auto" ? "neither PEM nor DER" : `not ${format === "pem" ? "PEM" : "PKCS#7"}`);
   }
-  return parsePem(text, format === "pkcs7");
+  return parsePem(text, format === "pkcs7", decode);
 }
