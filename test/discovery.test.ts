@@ -62,12 +62,12 @@ interface Run {
 }
 
 /** The sources createSources builds for `discovery` (and no static endpoint), against the double. */
-function run(t: Test, api: FakeApiServer, discovery: Record<string, unknown>): Run {
+function run(t: Test, api: FakeApiServer, discovery: Record<string, unknown>, endpoints: { address: string; serverName?: string; caFile?: string }[] = []): Run {
   const config = validateConfig({
     logLevel: "debug",
     intervals: { endpoints: 3600 },
     probe: { timeout: 5, connectTimeout: 2, jitter: 0 },
-    sources: { discovery },
+    sources: { discovery, endpoints },
     kubernetes: { kubeconfig: api.kubeconfigPath(), backoff: { initial: "20ms", max: "200ms" }, watchTimeout: "5s", requestTimeout: "5s" },
   });
   const logs: Record<string, unknown>[] = [];
@@ -353,4 +353,18 @@ t.test("check: one list of each discovery, probed once", async (t) => {
   t.same(r.ids(), [`/127.0.0.1:${api.port}/`, `/node-a:${tls.port}/`, `team-a/localhost:${tls.port}/`]);
   t.ok([...r.inventory.entries()].every(probed), "every target probed");
   t.equal(api.countRequests({ verb: "watch" }), 0, "no watch");
+});
+
+t.test("an unreachable API server holds up neither the static endpoints nor later discovery", async (t) => {
+  const tls = await server(t);
+  const api = await apiServer(t);
+  api.put(ingress("team-a", "web", [["localhost"]], { ip: "127.0.0.1" }));
+  await api.stop();
+  const r = run(t, api, { ingresses: { enabled: true, port: tls.port } }, [{ address: tls.address, serverName: "localhost", caFile }]);
+  await r.source.start();
+  t.ok(probed(r.entry("", tls.address, "localhost")), "the static endpoint is probed while the API server is down");
+  t.same(r.health.pendingSources(), ["ingresses"], "Ingress discovery is not ready");
+  await api.restart();
+  t.ok(await eventually(() => probed(r.entry("team-a", `localhost:${tls.port}`)), 1000), "the Ingress's host follows once the API server answers");
+  t.ok(await eventually(() => r.health.pendingSources().length === 0), "and discovery is ready");
 });
