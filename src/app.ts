@@ -5,6 +5,7 @@ import { Health } from "./health.js";
 import { Inventory } from "./inventory.js";
 import { createLogger, type Logger } from "./log.js";
 import { buildServer } from "./server.js";
+import { resolveShard } from "./shard.js";
 import { createSources } from "./sources/index.js";
 import { SourceContext, type Source } from "./sources/source.js";
 import { VERSION } from "./version.js";
@@ -22,7 +23,7 @@ export class Exporter {
     this.config = config;
     this.log = log;
     this.health = new Health(this.inventory);
-    const ctx = new SourceContext(this.inventory, new ParseCache(config.limits.parseCacheEntries), this.health, log);
+    const ctx = new SourceContext(this.inventory, new ParseCache(config.limits.parseCacheEntries), this.health, log, resolveShard(config.shard));
     this.sources = createSources(config, ctx);
   }
 

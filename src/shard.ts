@@ -28,6 +28,9 @@ const FNV64_OFFSET = 0xcbf29ce484222325n;
 const FNV64_PRIME = 0x100000001b3n;
 const MASK64 = 0xffffffffffffffffn;
 
+/** One replica that owns everything: what every process is without a `shard` setting. */
+export const UNSHARDED: Shard = Object.freeze({ index: 0, count: 1, owns: () => true });
+
 /** 64-bit FNV-1a of the UTF-8 bytes of `key`. */
 export function fnv1a64(key: string): bigint {
   let hash = FNV64_OFFSET;

@@ -118,3 +118,62 @@ t.test("the shard config key is validated with its path", async (t) => {
   t.equal(errorOf({ shard: { index: -1, count: 2 } }), "shard.index: Too small: expected number to be >=0");
   t.equal(errorOf({ shard: { ordinal: 1 } }), "shard.ordinal: unknown key");
 });
+
+t.test("sharded replicas of the Secrets source read disjoint namespaces that together are everything", async (t) => {
+  const { FakeApiServer } = await import("./k8s/apiserver.js");
+  const { actualLocations, certPool, expectedLocations, putTls, startHarness } = await import("./k8s/exporter-harness.js");
+  const api = await FakeApiServer.start({ bookmarkIntervalMs: 200 });
+  t.teardown(() => api.close());
+  const certs = await certPool(4);
+  for (let i = 0; i < 12; i++) putTls(api, `team-${i}`, `tls-${i}`, [certs[i % 4]!]);
+  const count = 3;
+  const replicas = await Promise.all(
+    Array.from({ length: count }, (_, index) => startHarness(t, { server: api, shard: resolveShard({ count, index }) })),
+  );
+  await Promise.all(replicas.map((h) => h.source.start()));
+  const union: Record<string, string> = {};
+  for (const [index, h] of replicas.entries()) {
+    const held = actualLocations(h.inventory);
+    t.ok(Object.keys(held).length > 0, `replica ${index} holds a share`);
+    for (const [id, value] of Object.entries(held)) {
+      t.equal(shardOf(id.split("/")[0] as string, count), index, `${id} belongs to replica ${index}`);
+      t.notOk(id in union, `${id} is held once`);
+      union[id] = value;
+    }
+  }
+  t.same(union, expectedLocations(api), "together the replicas hold exactly the server's Secrets");
+  const sharded = await startHarness(t, { server: api, shard: resolveShard({ count, index: 1 }), secrets: { namespaces: { include: ["team-0", "team-1", "team-2", "team-3"] } } });
+  await sharded.source.start();
+  const lists = api.requests({ verb: "list", resource: "secrets" }).map((r) => r.namespace);
+  t.notOk(lists.includes(null as never), "literal includes: no cluster-wide list needed");
+  const owned = ["team-0", "team-1", "team-2", "team-3"].filter((ns) => shardOf(ns, count) === 1);
+  for (const ns of ["team-0", "team-1", "team-2", "team-3"]) {
+    t.equal(lists.includes(ns), owned.includes(ns), `${ns} is listed only by its owner`);
+  }
+});
+
+t.test("sharded endpoint sources probe disjoint targets, keyed by host:port", async (t) => {
+  const { EndpointSource } = await import("../src/sources/endpoints.js");
+  const { SourceContext } = await import("../src/sources/source.js");
+  const { Inventory } = await import("../src/inventory.js");
+  const { Health } = await import("../src/health.js");
+  const { ParseCache } = await import("../src/certs/cache.js");
+  const { createLogger } = await import("../src/log.js");
+  // Closed loopback ports: every probe fails fast, which is enough to see who probes what.
+  const targets = Array.from({ length: 20 }, (_, i) => ({ address: `127.0.0.1:${1 + i}` }));
+  const count = 2;
+  const names = new Set<string>();
+  for (let index = 0; index < count; index++) {
+    const inventory = new Inventory();
+    const ctx = new SourceContext(inventory, new ParseCache(10), new Health(inventory), createLogger("silent"), resolveShard({ count, index }));
+    const source = new EndpointSource(targets, { intervalSeconds: 3600, jitter: 0, concurrency: 4, timeout: 2, connectTimeout: 1 }, ctx);
+    await source.scanOnce();
+    for (const entry of inventory.entries()) {
+      t.equal(shardOf(entry.location.name, count), index, `${entry.location.name} probed by its owner`);
+      t.notOk(names.has(entry.location.name), "probed once across replicas");
+      names.add(entry.location.name);
+    }
+    await source.stop();
+  }
+  t.equal(names.size, targets.length, "every target is probed by one replica");
+});

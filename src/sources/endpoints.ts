@@ -215,6 +215,8 @@ export class EndpointSource implements Source {
           this.#ctx.log.warn({ source: this.name, provider: provider.name, address: target.address, err: (err as Error).message }, "ignoring endpoint target");
           continue;
         }
+        // Endpoints are sharded by their host:port, the `name` label.
+        if (!this.#ctx.shard.owns(location.name)) continue;
         const id = locationId(location);
         if (!wanted.has(id)) wanted.set(id, { location, target });
       }

@@ -1,4 +1,5 @@
 import picomatch from "picomatch";
+import { UNSHARDED, type Shard } from "../shard.js";
 
 /** `namespaces: { include, exclude }` of a Kubernetes source (Secrets, Ingress and Service discovery). */
 export interface NamespaceSelection {
@@ -21,16 +22,20 @@ export class NamespaceFilter {
   readonly #selection: NamespaceSelection;
   readonly #include: ((ns: string) => boolean) | undefined;
   readonly #exclude: ((ns: string) => boolean) | undefined;
+  readonly #shard: Shard;
 
-  constructor(selection: NamespaceSelection) {
+  /** With a shard, only the namespaces this replica owns are allowed: a namespace is the shard key. */
+  constructor(selection: NamespaceSelection, shard: Shard = UNSHARDED) {
     this.#selection = selection;
+    this.#shard = shard;
     this.#include = selection.include.length ? picomatch([...selection.include], { dot: true }) : undefined;
     this.#exclude = selection.exclude.length ? picomatch([...selection.exclude], { dot: true }) : undefined;
   }
 
   allows(namespace: string): boolean {
     if (this.#include && !this.#include(namespace)) return false;
-    return !this.#exclude?.(namespace);
+    if (this.#exclude?.(namespace)) return false;
+    return this.#shard.owns(namespace);
   }
 
   /** The list-and-watch scopes: literal namespaces one by one, or `[undefined]` for the cluster scope. */

@@ -100,7 +100,7 @@ export class SecretsSource implements Source {
     this.#kube = options.kubernetes;
     this.#kc = options.kubeConfig ?? loadKubeConfig({ kubeconfig: options.kubernetes.kubeconfig, context: options.kubernetes.context });
     this.#rules = options.secrets.rules.map((rule, index) => ({ rule, index, matchKey: picomatch(rule.keys, { dot: true }) }));
-    this.#namespaces = new NamespaceFilter(options.secrets.namespaces);
+    this.#namespaces = new NamespaceFilter(options.secrets.namespaces, ctx.shard);
     this.#streams = this.#streamSpecs().map((spec) => new SecretStream(spec, this));
     ctx.health.register(this.name);
   }

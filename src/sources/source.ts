@@ -4,6 +4,7 @@ import { CertReadError } from "../errors.js";
 import type { Health } from "../health.js";
 import { locationId, type Inventory, type Location, type LocationUpdate, type SourceKind } from "../inventory.js";
 import type { Logger } from "../log.js";
+import { UNSHARDED, type Shard } from "../shard.js";
 
 /**
  * One kind of place certificates live. A source discovers items, reads their bytes and publishes
@@ -25,14 +26,17 @@ export class SourceContext {
   readonly cache: ParseCache;
   readonly health: Health;
   readonly log: Logger;
+  /** This replica's share of namespaces and endpoints; sources read only what it owns. */
+  readonly shard: Shard;
   /** Last reason logged per location, so a persistent error is logged once, not every scan. */
   readonly #loggedReason = new Map<string, string>();
 
-  constructor(inventory: Inventory, cache: ParseCache, health: Health, log: Logger) {
+  constructor(inventory: Inventory, cache: ParseCache, health: Health, log: Logger, shard: Shard = UNSHARDED) {
     this.inventory = inventory;
     this.cache = cache;
     this.health = health;
     this.log = log;
+    this.shard = shard;
   }
 
   /** Publishes the certificates found at a location, or the error that stopped them being read. */

@@ -12,6 +12,7 @@ import { validateConfig } from "../../src/config.js";
 import { Health } from "../../src/health.js";
 import { Inventory } from "../../src/inventory.js";
 import { SecretsSource } from "../../src/sources/secrets.js";
+import type { Shard } from "../../src/shard.js";
 import { SourceContext } from "../../src/sources/source.js";
 import { makeCert, type Issued } from "../../scripts/certgen.js";
 import { FakeApiServer, type ApiServerOptions, type K8sObject } from "./apiserver.js";
@@ -26,6 +27,8 @@ export interface HarnessOptions {
   kubernetes?: Record<string, unknown>;
   /** Parse cache size; default 1000. */
   cacheEntries?: number;
+  /** This replica's shard; default: one replica. */
+  shard?: Shard;
 }
 
 export interface Harness {
@@ -61,7 +64,7 @@ export async function startHarness(t: Teardown, opts: HarnessOptions = {}): Prom
   const inventory = new Inventory();
   const health = new Health(inventory);
   const cache = new ParseCache(opts.cacheEntries ?? 1000);
-  const ctx = new SourceContext(inventory, cache, health, log);
+  const ctx = new SourceContext(inventory, cache, health, log, opts.shard);
   const source = new SecretsSource({ secrets: config.sources.secrets, kubernetes: config.kubernetes }, ctx);
   let closed = false;
   const close = async () => {

@@ -26,7 +26,7 @@ export class DiscoveryContext extends SourceContext {
   readonly #refusals = new Map<string, { location: Location; messages: Map<string, string> }>();
 
   constructor(base: SourceContext) {
-    super(base.inventory, base.cache, base.health, base.log);
+    super(base.inventory, base.cache, base.health, base.log, base.shard);
   }
 
   override pruneExcept(source: SourceKind, seen: ReadonlySet<string>): void {
