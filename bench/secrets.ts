@@ -9,10 +9,10 @@
  * each with its peak RSS (VmHWM of /proc/<pid>/status); then the time from a Secret update on the
  * server to the new certificate on the exporter's /metrics (polled back to back).
  *
- * What is shared between Secrets: 40 leaf certificates (each with its own serial) under 4
- * intermediates and 4 roots. Every tls.crt and ca.crt value still has distinct bytes (an
- * explanatory line naming the Secret before the PEM blocks, which PEM allows), so the parse cache
- * hits nothing and all 40,000 values are parsed.
+ * As in a real cluster, every Secret has its own leaf certificate, and they share 4 intermediates
+ * and 4 roots. Every tls.crt and ca.crt value has distinct bytes (a line naming the Secret before the
+ * PEM blocks, which PEM allows), so the whole-value cache hits nothing; the per-certificate cache
+ * decodes each shared intermediate and root once, as it would in production.
  *
  *   npx tsx bench/secrets.ts            (or: npm run bench -- secrets, when registered in bench/run.ts)
  */
@@ -128,7 +128,7 @@ async function fixtures(): Promise<{ chains: { root: Issued; intermediate: Issue
     chains.push({ root, intermediate });
   }
   const leaves: Issued[] = [];
-  for (let i = 0; i < 40; i++) {
+  for (let i = 0; i < SECRETS; i++) {
     leaves.push(await makeCert({ cn: `svc-${i}.bench.example`, issuer: chains[i % 4]!.intermediate, sans: [`svc-${i}.bench.example`], notAfterDays: 30 + i }));
   }
   return { chains, leaves };

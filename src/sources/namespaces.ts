@@ -24,7 +24,11 @@ export class NamespaceFilter {
   readonly #exclude: ((ns: string) => boolean) | undefined;
   readonly #shard: Shard;
 
-  /** With a shard, only the namespaces this replica owns are allowed: a namespace is the shard key. */
+  /**
+   * With a shard, only the namespaces this replica owns are allowed: a namespace is the shard key of
+   * the objects in it. Endpoint discovery passes none: every replica discovers every target and the
+   * endpoint source keeps those whose host:port it owns, so no target falls between two replicas.
+   */
   constructor(selection: NamespaceSelection, shard: Shard = UNSHARDED) {
     this.#selection = selection;
     this.#shard = shard;

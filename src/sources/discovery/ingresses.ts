@@ -74,7 +74,7 @@ export function ingressProvider(config: DiscoveryConfig["ingresses"], kubernetes
       },
       kubeConfig,
       kubernetes,
-      namespaces: new NamespaceFilter(config.namespaces, ctx.shard),
+      namespaces: new NamespaceFilter(config.namespaces),
       ...(config.labelSelector ? { labelSelector: config.labelSelector } : {}),
       targets: (ingress) => ingressTargets(ingress, options, warnings),
       forget: (namespace, name) => warnings.forget(namespace, name),

@@ -93,7 +93,7 @@ export function serviceProvider(config: DiscoveryConfig["services"], kubernetes:
       },
       kubeConfig,
       kubernetes,
-      namespaces: new NamespaceFilter(config.namespaces, ctx.shard),
+      namespaces: new NamespaceFilter(config.namespaces),
       ...(config.labelSelector ? { labelSelector: config.labelSelector } : {}),
       targets: (service) => serviceTargets(service, options, warnings),
       forget: (namespace, name) => warnings.forget(namespace, name),
