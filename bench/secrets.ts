@@ -71,7 +71,15 @@ function childScript(mode: "baseline" | "exporter", compiled: string, kubeconfig
     while (exporter.health.pendingSources().length > 0) await new Promise((r) => setTimeout(r, 2));
     const seconds = (performance.now() - started) / 1000;
     report({ seconds, items: exporter.inventory.size, certificates: exporter.inventory.certificateCount(), port: exporter.port, heapUsedMiB: process.memoryUsage().heapUsed / 2 ** 20 });
+    // The source's own share of the update latency: when the inventory changes, to the millisecond.
+    let generation = exporter.inventory.generation;
+    const watcher = setInterval(() => {
+      if (exporter.inventory.generation === generation) return;
+      generation = exporter.inventory.generation;
+      report({ inventoryChangedAt: Date.now() });
+    }, 1);
     await stdinEnd();
+    clearInterval(watcher);
     await exporter.close();
     process.exit(0);`;
 }
@@ -81,16 +89,33 @@ function childScript(mode: "baseline" | "exporter", compiled: string, kubeconfig
 interface Child {
   proc: ChildProcess;
   first: Promise<Record<string, unknown>>;
+  /** Resolves with the next line after the first. */
+  next(): Promise<Record<string, unknown>>;
+  /** Forgets lines not yet read. */
+  drain(): void;
 }
 
 function startChild(mode: "baseline" | "exporter", compiled: string, kubeconfig: string): Child {
   const proc = spawn(process.execPath, ["--input-type=module", "-e", childScript(mode, compiled, kubeconfig)], { cwd: ROOT, stdio: ["pipe", "pipe", "inherit"] });
   const lines = createInterface({ input: proc.stdout! });
+  const queue: Record<string, unknown>[] = [];
+  const waiting: ((line: Record<string, unknown>) => void)[] = [];
+  lines.on("line", (line) => {
+    const message = JSON.parse(line) as Record<string, unknown>;
+    const waiter = waiting.shift();
+    if (waiter) waiter(message);
+    else queue.push(message);
+  });
+  const next = () => new Promise<Record<string, unknown>>((resolve) => {
+    const queued = queue.shift();
+    if (queued) resolve(queued);
+    else waiting.push(resolve);
+  });
   const first = new Promise<Record<string, unknown>>((resolve, reject) => {
-    lines.once("line", (line) => resolve(JSON.parse(line) as Record<string, unknown>));
+    void next().then(resolve);
     proc.once("exit", (code) => reject(new Error(`${mode} child exited with ${code}`)));
   });
-  return { proc, first };
+  return { proc, first, next, drain: () => void queue.splice(0) };
 }
 
 /** Compiles src/ (tsconfig.build.json) into a folder inside the repository, so bare imports resolve. */
@@ -180,20 +205,27 @@ export async function benchSecrets(): Promise<BenchRow[]> {
     const body = await fetchText(url);
     const renderMs = performance.now() - renderStarted;
     const latencies: number[] = [];
+    const sourceLatencies: number[] = [];
     for (let u = 0; u < UPDATES; u++) {
       const chain = chains[u % 4]!;
       const fresh = await makeCert({ cn: `updated-${u}.bench.example`, issuer: chain.intermediate, notAfterDays: 60 });
       const serial = fresh.cert.serialNumber.toLowerCase();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      exporter.drain();
+      const changed = exporter.next();
+      const startedAt = Date.now();
       const started = performance.now();
       api.putSecret(`ns-${u}`, `tls-${u * 1000 + u}`, { "tls.crt": pem(fresh) + pem(chain.intermediate), "ca.crt": pem(chain.root) }, { type: "kubernetes.io/tls" });
       for (let tries = 0; tries < 2000; tries++) {
         if ((await fetchText(url)).includes(`serial="${serial}"`)) break;
       }
       latencies.push(performance.now() - started);
+      sourceLatencies.push(Number((await changed).inventoryChangedAt) - startedAt);
     }
     const withScrapesRss = peakRssMiB(exporter.proc.pid!);
     await stopChild(exporter);
     latencies.sort((x, y) => x - y);
+    sourceLatencies.sort((x, y) => x - y);
 
     const baseName = `list + JSON-decode ${SECRETS} Secrets, client-node only (baseline)`;
     const baseRssName = "peak RSS, list-only baseline";
@@ -206,6 +238,8 @@ export async function benchSecrets(): Promise<BenchRow[]> {
       { name: `one GET /metrics (${(body.length / 2 ** 20).toFixed(0)} MiB, ${String(e.certificates)} certificates)`, value: renderMs, unit: "ms" },
       { name: `update → new value on /metrics, median of ${UPDATES}`, value: latencies[Math.floor(latencies.length / 2)]!, unit: "ms" },
       { name: `update → new value on /metrics, worst of ${UPDATES}`, value: latencies[latencies.length - 1]!, unit: "ms" },
+      { name: `update → new value in the inventory (the source's share), median of ${UPDATES}`, value: sourceLatencies[Math.floor(sourceLatencies.length / 2)]!, unit: "ms" },
+      { name: `update → new value in the inventory, worst of ${UPDATES}`, value: sourceLatencies[sourceLatencies.length - 1]!, unit: "ms" },
     ];
   } finally {
     await api.close();

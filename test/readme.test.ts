@@ -9,7 +9,7 @@ const readme = readFileSync(join(import.meta.dirname, "..", "README.md"), "utf8"
 t.test("every YAML configuration example in the README is a valid configuration", async (t) => {
   const blocks = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] as string);
   t.ok(blocks.length >= 3, "the README shows its configuration examples");
-  for (const block of blocks) t.doesNotThrow(() => validateConfig(parseYaml(block)), block.split("\n")[0]);
+  for (const block of blocks) t.doesNotThrow(() => validateConfig(parseYaml(block)), block.split("\n")[0] ?? "");
 });
 
 t.test("every CLI flag is documented in the README", async (t) => {
