@@ -12,7 +12,9 @@ const app = await compileApp();
 t.teardown(() => app.remove());
 const CLI = app.cli;
 // Without tap's coverage hooks, which would make every child dump V8 coverage of all it loaded.
-const { NODE_OPTIONS: _options, NODE_V8_COVERAGE: _coverage, ...plainEnv } = process.env;
+const plainEnv = { ...process.env };
+delete plainEnv.NODE_OPTIONS;
+delete plainEnv.NODE_V8_COVERAGE;
 
 interface Run {
   code: number | null;
