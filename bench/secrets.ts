@@ -20,6 +20,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { get } from "node:http";
+import { parse as parseYaml } from "yaml";
 import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { makeCert, type Issued } from "../scripts/certgen.js";
@@ -30,6 +31,22 @@ const SECRETS = 20_000;
 const NAMESPACES = 50;
 const UPDATES = 5;
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+/**
+ * The V8 flags the Deployment gives the exporter (NODE_OPTIONS in deploy/base/deployment.yaml): both
+ * children run with them, so the figures are those of the exporter as deployed, next to a baseline
+ * under the same flags. BENCH_NODE_DEFAULTS=1 runs both with Node's defaults instead.
+ */
+const DEPLOYED_NODE_FLAGS: string[] = process.env.BENCH_NODE_DEFAULTS ? [] : deployedNodeFlags();
+
+function deployedNodeFlags(): string[] {
+  const deployment = parseYaml(readFileSync(join(ROOT, "deploy", "base", "deployment.yaml"), "utf8")) as {
+    spec: { template: { spec: { containers: { env?: { name: string; value: string }[] }[] } } };
+  };
+  const value = deployment.spec.template.spec.containers[0]?.env?.find((e) => e.name === "NODE_OPTIONS")?.value;
+  if (!value) throw new Error("deploy/base/deployment.yaml sets no NODE_OPTIONS");
+  return value.split(" ").filter(Boolean);
+}
 
 // ---------------------------------------------------------------- child side
 
@@ -71,7 +88,7 @@ function childScript(mode: "baseline" | "exporter", compiled: string, kubeconfig
     await exporter.serve();
     while (exporter.health.pendingSources().length > 0) await new Promise((r) => setTimeout(r, 2));
     const seconds = (performance.now() - started) / 1000;
-    report({ seconds, items: exporter.inventory.size, certificates: exporter.inventory.certificateCount(), port: exporter.port, heapUsedMiB: process.memoryUsage().heapUsed / 2 ** 20 });
+    report({ seconds, items: exporter.inventory.size, certificates: exporter.inventory.certificateCount(), port: exporter.port, heapUsedMiB: (globalThis.gc?.(), process.memoryUsage().heapUsed / 2 ** 20), externalMiB: process.memoryUsage().external / 2 ** 20 });
     // The source's own share of the update latency: when the inventory changes, to the millisecond.
     let generation = exporter.inventory.generation;
     const watcher = setInterval(() => {
@@ -97,7 +114,7 @@ interface Child {
 }
 
 function startChild(mode: "baseline" | "exporter", compiled: string, kubeconfig: string): Child {
-  const proc = spawn(process.execPath, ["--input-type=module", "-e", childScript(mode, compiled, kubeconfig)], { cwd: ROOT, stdio: ["pipe", "pipe", "inherit"] });
+  const proc = spawn(process.execPath, [...DEPLOYED_NODE_FLAGS, "--expose-gc", "--input-type=module", "-e", childScript(mode, compiled, kubeconfig)], { cwd: ROOT, stdio: ["pipe", "pipe", "inherit"] });
   const lines = createInterface({ input: proc.stdout! });
   const queue: Record<string, unknown>[] = [];
   const waiting: ((line: Record<string, unknown>) => void)[] = [];
@@ -254,6 +271,7 @@ export async function benchSecrets(): Promise<BenchRow[]> {
       { name: `exporter initial sync, ${SECRETS} Secrets (${String(e.certificates)} certificates)`, value: Number(e.seconds) * 1000, unit: "ms", baseline: baseName },
       { name: baseRssName, value: baselineRss, unit: "MiB" },
       { name: "peak RSS, exporter after initial sync", value: exporterRss, unit: "MiB", baseline: baseRssName },
+      { name: "V8 heap in use, exporter after initial sync", value: Number(e.heapUsedMiB), unit: "MiB" },
       { name: `peak RSS, exporter after ${UPDATES} updates and back-to-back /metrics scrapes`, value: withScrapesRss, unit: "MiB", baseline: baseRssName },
       { name: `one GET /metrics (${(body.bytes / 2 ** 20).toFixed(0)} MiB, ${String(e.certificates)} certificates)`, value: renderMs, unit: "ms" },
       { name: `update → new value on /metrics, median of ${UPDATES}`, value: latencies[Math.floor(latencies.length / 2)]!, unit: "ms" },
@@ -267,5 +285,5 @@ export async function benchSecrets(): Promise<BenchRow[]> {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  printTable(`Secrets source (${SECRETS.toLocaleString("en-US")} TLS Secrets over HTTPS)`, await benchSecrets());
+  printTable(`Secrets source (${SECRETS.toLocaleString("en-US")} TLS Secrets over HTTPS; node ${DEPLOYED_NODE_FLAGS.join(" ") || "defaults"})`, await benchSecrets());
 }

@@ -270,7 +270,7 @@ t.test("every pod spec is hardened", async (t) => {
         t.ok(requests.cpu && requests.memory && limits.cpu && limits.memory, `${cl}: CPU and memory requests and limits`);
         if (requests.memory && limits.memory) t.ok(mebibytes(requests.memory) <= mebibytes(limits.memory), `${cl}: memory request ≤ limit`);
         if (requests.cpu && limits.cpu) t.ok(millicores(requests.cpu) <= millicores(limits.cpu), `${cl}: CPU request ≤ limit`);
-        if (limits.memory) t.ok(mebibytes(limits.memory) <= 256, `${cl}: memory limit ${limits.memory} within the 256Mi sizing (docs/deploy.md)`);
+        if (limits.memory) t.ok(mebibytes(limits.memory) <= 384, `${cl}: memory limit ${limits.memory} within the 384Mi sizing (docs/deploy.md)`);
       }
       for (const v of spec.volumes ?? []) {
         if (!v.hostPath) continue;
