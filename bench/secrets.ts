@@ -114,7 +114,7 @@ interface Child {
 }
 
 function startChild(mode: "baseline" | "exporter", compiled: string, kubeconfig: string): Child {
-  const proc = spawn(process.execPath, [...DEPLOYED_NODE_FLAGS, "--expose-gc", "--input-type=module", "-e", childScript(mode, compiled, kubeconfig)], { cwd: ROOT, stdio: ["pipe", "pipe", "inherit"] });
+  const proc = spawn(process.execPath, [...DEPLOYED_NODE_FLAGS, ...(mode === "exporter" && process.env.BENCH_PROF ? ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"] : []), "--expose-gc", "--input-type=module", "-e", childScript(mode, compiled, kubeconfig)], { cwd: ROOT, stdio: ["pipe", "pipe", "inherit"] });
   const lines = createInterface({ input: proc.stdout! });
   const queue: Record<string, unknown>[] = [];
   const waiting: ((line: Record<string, unknown>) => void)[] = [];
