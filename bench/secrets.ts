@@ -83,7 +83,7 @@ function childScript(mode: "baseline" | "exporter", compiled: string, kubeconfig
     const { validateConfig } = await import(${JSON.stringify(pathToFileURL(`${compiled}/config.js`).href)});
     const { Exporter } = await import(${JSON.stringify(pathToFileURL(`${compiled}/app.js`).href)});
     const config = validateConfig({ listen: { address: "127.0.0.1", port: 0 }, logLevel: "warn", sources: { secrets: { enabled: true } }, kubernetes: { kubeconfig } });
-    const exporter = new Exporter(config);
+    const exporter = await Exporter.create(config);
     const started = performance.now();
     await exporter.serve();
     while (exporter.health.pendingSources().length > 0) await new Promise((r) => setTimeout(r, 2));

@@ -62,7 +62,7 @@ const config = validateConfig({
   listen: { address: values["listen-address"], port: Number(values.port) },
   sources: { files: [{ paths: [join(dir, "*.crt"), join(dir, "*.pem")], exclude: [join(dir, "admin.crt")] }], kubeconfigs: [{ paths: [join(dir, "*.conf")] }] },
 });
-const exporter = new Exporter(config);
+const exporter = await Exporter.create(config);
 await exporter.serve();
 const base = `http://${values["listen-address"]?.includes(":") ? `[${values["listen-address"]}]` : values["listen-address"]}:${exporter.port}`;
 process.stdout.write(

@@ -14,17 +14,25 @@ import { VERSION } from "./version.js";
 export class Exporter {
   readonly config: Config;
   readonly log: Logger;
-  readonly inventory = new Inventory();
+  readonly inventory: Inventory;
   readonly health: Health;
   readonly sources: Source[];
   #server: FastifyInstance | undefined;
 
-  constructor(config: Config, log: Logger = createLogger(config.logLevel)) {
+  /** Builds the exporter and the sources its configuration turns on. */
+  static async create(config: Config, log: Logger = createLogger(config.logLevel)): Promise<Exporter> {
+    const inventory = new Inventory();
+    const health = new Health(inventory);
+    const ctx = new SourceContext(inventory, new ParseCache(config.limits.parseCacheEntries), health, log, resolveShard(config.shard));
+    return new Exporter(config, log, inventory, health, await createSources(config, ctx));
+  }
+
+  private constructor(config: Config, log: Logger, inventory: Inventory, health: Health, sources: Source[]) {
     this.config = config;
     this.log = log;
-    this.health = new Health(this.inventory);
-    const ctx = new SourceContext(this.inventory, new ParseCache(config.limits.parseCacheEntries), this.health, log, resolveShard(config.shard));
-    this.sources = createSources(config, ctx);
+    this.inventory = inventory;
+    this.health = health;
+    this.sources = sources;
   }
 
   /** One scan of every source, for `check`. */

@@ -57,7 +57,7 @@ function overrides(options: CommonOptions): ConfigOverrides {
 async function serve(options: CommonOptions): Promise<void> {
   const config = loadConfig(options.config, overrides(options));
   const { Exporter } = await loadApp();
-  const exporter = new Exporter(config);
+  const exporter = await Exporter.create(config);
   await exporter.serve();
   let closing = false;
   const shutdown = (signal: string) => {
@@ -85,7 +85,7 @@ interface CheckCliOptions extends CommonOptions {
 async function check(options: CheckCliOptions): Promise<number> {
   const config = loadConfig(options.config, { ...overrides(options), logLevel: options.logLevel ?? "warn" });
   const { Exporter } = await loadApp();
-  const exporter = new Exporter(config, createLogger(config.logLevel));
+  const exporter = await Exporter.create(config, createLogger(config.logLevel));
   await exporter.scanOnce();
   const report = checkReport(exporter.inventory, { warnDays: options.warnDays, format: options.output, failOnError: options.failOnError ?? false });
   process.stdout.write(report.output);

@@ -423,7 +423,7 @@ async function callsOf(config: Config, namespaces: string[]): Promise<Call[]> {
       logLevel: "silent",
       kubernetes: { ...config.kubernetes, kubeconfig: api.kubeconfigPath() },
     });
-    const exporter = new Exporter(run, pino({ level: "silent" }));
+    const exporter = await Exporter.create(run, pino({ level: "silent" }));
     await exporter.serve();
     try {
       const base = `http://127.0.0.1:${exporter.port}`;

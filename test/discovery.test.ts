@@ -62,7 +62,7 @@ interface Run {
 }
 
 /** The sources createSources builds for `discovery` (and no static endpoint), against the double. */
-function run(t: Test, api: FakeApiServer, discovery: Record<string, unknown>, endpoints: { address: string; serverName?: string; caFile?: string }[] = []): Run {
+async function run(t: Test, api: FakeApiServer, discovery: Record<string, unknown>, endpoints: { address: string; serverName?: string; caFile?: string }[] = []): Promise<Run> {
   const config = validateConfig({
     logLevel: "debug",
     intervals: { endpoints: 3600 },
@@ -80,7 +80,7 @@ function run(t: Test, api: FakeApiServer, discovery: Record<string, unknown>, en
   const inventory = new Inventory();
   const health = new Health(inventory);
   const ctx = new SourceContext(inventory, new ParseCache(1000), health, pino({ level: "debug" }, sink));
-  const sources = createSources(config, ctx);
+  const sources = await createSources(config, ctx);
   t.equal(sources.length, 1, "discovery alone makes the endpoint source");
   const source = sources[0] as EndpointSource;
   t.equal(source.name, "endpoint");
@@ -175,7 +175,7 @@ t.test("configuration: everything off by default, strict keys", async (t) => {
   });
   t.throws(() => validateConfig({ sources: { discovery: { ingresses: { enabled: true, hosts: [] } } } }), /sources\.discovery\.ingresses\.hosts: unknown key/);
   t.throws(() => validateConfig({ sources: { discovery: { kubelets: { port: 0 } } } }), /sources\.discovery\.kubelets\.port/);
-  t.same(createSources(config, new SourceContext(new Inventory(), new ParseCache(1), new Health(new Inventory()), pino({ level: "silent" }))), [], "no source, no discovery");
+  t.same(await createSources(config, new SourceContext(new Inventory(), new ParseCache(1), new Health(new Inventory()), pino({ level: "silent" }))), [], "no source, no discovery");
 });
 
 t.test("every kind of discovery, probed on loopback", async (t) => {
@@ -188,7 +188,7 @@ t.test("every kind of discovery, probed on loopback", async (t) => {
   api.put(service("team-b", "broken", { "cert-expiry-exporter.io/probe": "true" }, [{ name: "http", port: 80 }]));
   api.put(node("node-a", "127.0.0.1"));
   api.put(node("node-b"));
-  const r = run(t, api, {
+  const r = await run(t, api, {
     ingresses: { enabled: true, port: tls.port, caFile },
     services: { enabled: true, caFile },
     apiServer: { enabled: true },
@@ -243,7 +243,7 @@ t.test("discovery follows changes: new hosts, removed Ingresses, annotations and
   api.put(ingress("team-a", "web", [["localhost"]], { ip: "127.0.0.1" }));
   api.put(service("team-a", "web", { "cert-expiry-exporter.io/probe": "true", "cert-expiry-exporter.io/port": String(tls.port) }, []));
   api.put(node("node-a", "127.0.0.1"));
-  const r = run(t, api, { ingresses: { enabled: true, port: tls.port }, services: { enabled: true }, kubelets: { enabled: true, port: tls.port } });
+  const r = await run(t, api, { ingresses: { enabled: true, port: tls.port }, services: { enabled: true }, kubelets: { enabled: true, port: tls.port } });
   await r.source.start();
   const host = `team-a/localhost:${tls.port}/`;
   const svc = `team-a/web.team-a.svc:${tls.port}/`;
@@ -288,7 +288,7 @@ t.test("403 on Ingresses: one error location, one log line, the other discovery 
   api.forbid({ resource: "ingresses" });
   api.put(ingress("team-a", "web", [["localhost"]], { ip: "127.0.0.1" }));
   api.put(service("team-a", "web", { "cert-expiry-exporter.io/probe": "true", "cert-expiry-exporter.io/port": String(tls.port) }, []));
-  const r = run(t, api, { ingresses: { enabled: true, port: tls.port }, services: { enabled: true }, apiServer: { enabled: true } });
+  const r = await run(t, api, { ingresses: { enabled: true, port: tls.port }, services: { enabled: true }, apiServer: { enabled: true } });
   await r.source.start();
   const svc = `team-a/web.team-a.svc:${tls.port}/`;
   const forbidden = "//ingresses";
@@ -322,7 +322,7 @@ t.test("literal namespaces: one list-and-watch each, a refusal in one names it",
   api.put(ingress("team-a", "web", [["localhost"]], { ip: "127.0.0.1" }));
   api.put(ingress("team-b", "web", [["localhost"]], { ip: "127.0.0.1" }));
   api.put(ingress("team-c", "web", [["localhost"]], { ip: "127.0.0.1" }));
-  const r = run(t, api, { ingresses: { enabled: true, port: tls.port, namespaces: { include: ["team-a", "team-b"] } } });
+  const r = await run(t, api, { ingresses: { enabled: true, port: tls.port, namespaces: { include: ["team-a", "team-b"] } } });
   await r.source.start();
   t.ok(await eventually(() => probed(r.entry("team-a", `localhost:${tls.port}`))));
   t.same(r.ids(), ["team-b//ingresses", `team-a/localhost:${tls.port}/`].sort(), "team-a probed, team-b refused, team-c not read");
@@ -336,7 +336,7 @@ t.test("globs: one cluster-wide list-and-watch, filtered here", async (t) => {
   api.put(service("team-a", "web", { "cert-expiry-exporter.io/probe": "true", "cert-expiry-exporter.io/port": String(tls.port) }, []));
   api.put(service("team-b", "web", { "cert-expiry-exporter.io/probe": "true", "cert-expiry-exporter.io/port": String(tls.port) }, []));
   api.put(service("kube-system", "web", { "cert-expiry-exporter.io/probe": "true", "cert-expiry-exporter.io/port": String(tls.port) }, []));
-  const r = run(t, api, { services: { enabled: true, namespaces: { include: ["team-*", "kube-system"], exclude: ["team-b"] } } });
+  const r = await run(t, api, { services: { enabled: true, namespaces: { include: ["team-*", "kube-system"], exclude: ["team-b"] } } });
   await r.source.start();
   t.ok(await eventually(() => r.ids().length === 2 && [...r.inventory.entries()].every(probed)));
   t.same(r.ids(), [`kube-system/web.kube-system.svc:${tls.port}/`, `team-a/web.team-a.svc:${tls.port}/`]);
@@ -348,7 +348,7 @@ t.test("check: one list of each discovery, probed once", async (t) => {
   const api = await apiServer(t);
   api.put(ingress("team-a", "web", [["localhost"]], { ip: "127.0.0.1" }));
   api.put(node("node-a", "127.0.0.1"));
-  const r = run(t, api, { ingresses: { enabled: true, port: tls.port }, kubelets: { enabled: true, port: tls.port }, apiServer: { enabled: true } });
+  const r = await run(t, api, { ingresses: { enabled: true, port: tls.port }, kubelets: { enabled: true, port: tls.port }, apiServer: { enabled: true } });
   await r.source.scanOnce();
   t.same(r.ids(), [`/127.0.0.1:${api.port}/`, `/node-a:${tls.port}/`, `team-a/localhost:${tls.port}/`]);
   t.ok([...r.inventory.entries()].every(probed), "every target probed");
@@ -360,7 +360,7 @@ t.test("an unreachable API server holds up neither the static endpoints nor late
   const api = await apiServer(t);
   api.put(ingress("team-a", "web", [["localhost"]], { ip: "127.0.0.1" }));
   await api.stop();
-  const r = run(t, api, { ingresses: { enabled: true, port: tls.port } }, [{ address: tls.address, serverName: "localhost", caFile }]);
+  const r = await run(t, api, { ingresses: { enabled: true, port: tls.port } }, [{ address: tls.address, serverName: "localhost", caFile }]);
   await r.source.start();
   t.ok(probed(r.entry("", tls.address, "localhost")), "the static endpoint is probed while the API server is down");
   t.same(r.health.pendingSources(), ["ingresses"], "Ingress discovery is not ready");

@@ -18,7 +18,7 @@ t.test("a real /metrics body passes `promtool check metrics` but for the days-un
   await writeFile(join(dir, "chain.pem"), chain.leaf.pem + chain.intermediate.pem + chain.root.pem);
   await writeFile(join(dir, "odd.pem"), (await makeCert({ subject: 'CN=quote" back\\\\ line\\0A', notAfterDays: -1 })).pem);
   await writeFile(join(dir, "bad.pem"), "garbage");
-  const exporter = new Exporter(
+  const exporter = await Exporter.create(
     validateConfig({ listen: { address: "127.0.0.1", port: 0 }, sources: { files: [{ paths: [join(dir, "*.pem")] }] } }),
     createLogger("silent"),
   );

@@ -1,7 +1,8 @@
 import type { IncomingMessage } from "node:http";
-import { request, type Agent, type RequestOptions } from "node:https";
+import { request } from "node:https";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { KubeApiError } from "./errors.js";
+import { apiRequest } from "./request.js";
 
 export interface WatchEvent {
   type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
@@ -32,14 +33,7 @@ const MAX_LINE_BYTES = 64 * 1024 * 1024;
  * Retry-After) for the caller to act on.
  */
 export async function openWatch(kc: KubeConfig, path: string, query: Record<string, string | undefined>, handlers: WatchHandlers): Promise<WatchStream> {
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new KubeApiError(0, "no current cluster in the client configuration", "Config");
-  const url = new URL(cluster.server.replace(/\/+$/, "") + path);
-  url.searchParams.set("watch", "true");
-  for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
-  const opts: RequestOptions = { headers: { Accept: "application/json" } };
-  await kc.applyToHTTPSOptions(opts);
-  const agent = opts.agent as Agent | undefined;
+  const { url, options: opts, agent } = await apiRequest(kc, path, { ...query, watch: "true" });
 
   let ended = false;
   let aborted = false;
@@ -51,7 +45,7 @@ export async function openWatch(kc: KubeConfig, path: string, query: Record<stri
     if (!aborted) handlers.onEnd(error);
   };
 
-  const req = request(url, { ...opts, method: "GET" }, (res: IncomingMessage) => {
+  const req = request(url, opts, (res: IncomingMessage) => {
     const status = res.statusCode ?? 0;
     if (status !== 200) {
       const chunks: Buffer[] = [];

@@ -1,12 +1,12 @@
 import { createHash } from "node:crypto";
-import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import picomatch from "picomatch";
 import { pkcs12Certificates } from "../certs/pkcs12.js";
 import type { CertRecord } from "../certs/record.js";
 import type { KubernetesConfig, SecretRule, SecretsConfig } from "../config.js";
 import { CertReadError, toReadError } from "../errors.js";
 import { locationId, type CertManagerLink, type Location, type LocationUpdate, type Thresholds } from "../inventory.js";
-import { withSignal } from "../kube/abortable.js";
+import { listJson } from "../kube/request.js";
 import { loadKubeConfig } from "../kube/client.js";
 import type { KubeApiError } from "../kube/errors.js";
 import { ListWatch, type ListPageFn, type ListRequest, type ListWatchHandler, type ListWatchReporter } from "../kube/list-watch.js";
@@ -348,19 +348,18 @@ class SecretStream implements ListWatchHandler<SecretObject> {
     const labelSelector = source.labelSelector;
     this.id = `secrets namespace=${spec.namespace ?? "*"}${fieldSelector ? ` fieldSelector=${fieldSelector}` : ""}`;
     const kube = source.kubernetes;
-    const core = source.kubeConfig.makeApiClient(CoreV1Api);
     const ns = spec.namespace;
+    const collectionPath = ns === undefined ? "/api/v1/secrets" : `/api/v1/namespaces/${encodeURIComponent(ns)}/secrets`;
     const list: ListPageFn<SecretObject> = async (r: ListRequest) => {
-      const params = { limit: r.limit, _continue: r.continueToken, labelSelector: r.labelSelector, fieldSelector: r.fieldSelector };
-      const options = withSignal(r.signal);
-      const page = ns === undefined ? await core.listSecretForAllNamespaces(params, options) : await core.listNamespacedSecret({ namespace: ns, ...params }, options);
-      return { items: page.items, resourceVersion: page.metadata?.resourceVersion ?? "", continueToken: page.metadata?._continue };
+      const query = { limit: String(r.limit), continue: r.continueToken, labelSelector: r.labelSelector, fieldSelector: r.fieldSelector };
+      const page = await listJson<SecretObject>(source.kubeConfig, collectionPath, query, r.signal);
+      return { items: page.items, resourceVersion: page.metadata?.resourceVersion ?? "", continueToken: page.metadata?.continue };
     };
     this.listWatch = new ListWatch<SecretObject>({
       description: this.id,
       kubeConfig: source.kubeConfig,
       list,
-      watchPath: ns === undefined ? "/api/v1/secrets" : `/api/v1/namespaces/${encodeURIComponent(ns)}/secrets`,
+      watchPath: collectionPath,
       labelSelector,
       fieldSelector,
       pageSize: kube.pageSize,
