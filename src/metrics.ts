@@ -23,17 +23,19 @@ function labelText(labels: Record<string, string>): string {
   return out;
 }
 
-/** Bytes of one rendered chunk: small strings turn into Buffers cheaply, one huge string does not. */
-const CHUNK_CHARS = 64 * 1024;
+/** Bytes of one rendered chunk. */
+const CHUNK_BYTES = 64 * 1024;
 
 /**
  * One metric family's samples as Buffer chunks. Each family collects its own lines, so a single pass
- * over the inventory keeps every family's samples together as the format requires.
+ * over the inventory keeps every family's samples together as the format requires. Lines are encoded
+ * straight into the chunk: concatenating them into strings first builds ropes that are slow to flatten.
  */
 class Family {
   readonly #header: string;
   readonly #chunks: Buffer[] = [];
-  #pending = "";
+  #chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+  #used = 0;
   #empty = true;
 
   constructor(name: string, help: string) {
@@ -42,23 +44,28 @@ class Family {
 
   add(line: string): void {
     if (this.#empty) {
-      this.#pending = this.#header;
       this.#empty = false;
+      this.#write(this.#header);
     }
-    this.#pending += line;
-    if (this.#pending.length >= CHUNK_CHARS) this.#flush();
+    this.#write(line);
   }
 
   /** The family's chunks, header first; nothing when it has no samples. */
   finish(): Buffer[] {
-    this.#flush();
+    if (this.#used > 0) this.#chunks.push(this.#chunk.subarray(0, this.#used));
+    this.#used = 0;
     return this.#chunks;
   }
 
-  #flush(): void {
-    if (!this.#pending) return;
-    this.#chunks.push(Buffer.from(this.#pending, "utf8"));
-    this.#pending = "";
+  #write(text: string): void {
+    // A UTF-16 unit takes at most 3 bytes in UTF-8; a line that could not fit gets a chunk of its own.
+    const room = text.length * 3;
+    if (this.#used + room > this.#chunk.length) {
+      if (this.#used > 0) this.#chunks.push(this.#chunk.subarray(0, this.#used));
+      this.#chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, room));
+      this.#used = 0;
+    }
+    this.#used += this.#chunk.write(text, this.#used, "utf8");
   }
 }
 
