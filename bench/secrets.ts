@@ -201,15 +201,16 @@ function plant(api: FakeApiServer, chains: { root: Issued; intermediate: Issued 
 function scrape(url: string, needle = ""): Promise<{ bytes: number; found: boolean }> {
   return new Promise((resolve, reject) => {
     get(url, (res) => {
+      const wanted = Buffer.from(needle);
       let bytes = 0;
       let found = false;
-      let tail = "";
+      let tail = Buffer.alloc(0);
       res.on("data", (chunk: Buffer) => {
         bytes += chunk.length;
         if (!needle || found) return;
-        const text = tail + chunk.toString("latin1");
-        found = text.includes(needle);
-        tail = text.slice(-needle.length);
+        const window = tail.length ? Buffer.concat([tail, chunk]) : chunk;
+        found = window.includes(wanted);
+        tail = Buffer.from(window.subarray(Math.max(0, window.length - wanted.length)));
       });
       res.on("end", () => resolve({ bytes, found }));
       res.on("error", reject);
