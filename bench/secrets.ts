@@ -19,7 +19,6 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { get } from "node:http";
 import { parse as parseYaml } from "yaml";
 import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -194,18 +193,18 @@ function plant(api: FakeApiServer, chains: { root: Issued; intermediate: Issued 
 }
 
 /**
- * One scrape read as a scraper reads it: bytes streamed in and scanned, never decoded into one
- * string (Node's fetch().text() on a 70 MiB body costs more than the exporter's render). Resolves
- * with the body size and whether `needle` occurred.
+ * The scraper: its own plain-node process, as Prometheus is, so the parent (which also runs the API
+ * double) does not slow it down. It waits for "go" on stdin, then scrapes back to back, scanning the
+ * streamed bytes, until `needle` appears (or once, without one), and prints when it finished.
  */
-function scrape(url: string, needle = ""): Promise<{ bytes: number; found: boolean }> {
-  return new Promise((resolve, reject) => {
+const SCRAPER = `
+  import { get } from "node:http";
+  const [url, needle = ""] = process.argv.slice(1);
+  const wanted = Buffer.from(needle);
+  const scrape = () => new Promise((resolve, reject) => {
     get(url, (res) => {
-      const wanted = Buffer.from(needle);
-      let bytes = 0;
-      let found = false;
-      let tail = Buffer.alloc(0);
-      res.on("data", (chunk: Buffer) => {
+      let bytes = 0, found = false, tail = Buffer.alloc(0);
+      res.on("data", (chunk) => {
         bytes += chunk.length;
         if (!needle || found) return;
         const window = tail.length ? Buffer.concat([tail, chunk]) : chunk;
@@ -216,6 +215,27 @@ function scrape(url: string, needle = ""): Promise<{ bytes: number; found: boole
       res.on("error", reject);
     }).on("error", reject);
   });
+  process.stdout.write("ready\\n");
+  process.stdin.once("data", async () => {
+    const started = Date.now();
+    let result = await scrape();
+    for (let tries = 1; needle && !result.found && tries < 2000; tries++) result = await scrape();
+    process.stdout.write(JSON.stringify({ started, finished: Date.now(), bytes: result.bytes, found: result.found }) + "\\n");
+    process.exit(0);
+  });
+`;
+
+/** Starts the scraper, then runs `before` and lets it go; resolves with its report. */
+async function scrapeAfter(url: string, needle: string, before: () => void = () => undefined): Promise<{ started: number; finished: number; bytes: number; found: boolean }> {
+  const proc = spawn(process.execPath, ["--input-type=module", "-e", SCRAPER, url, needle], { stdio: ["pipe", "pipe", "inherit"] });
+  const lines = createInterface({ input: proc.stdout! });
+  const iterator = lines[Symbol.asyncIterator]();
+  await iterator.next();
+  before();
+  proc.stdin!.write("go\n");
+  const report = (await iterator.next()).value as string;
+  lines.close();
+  return JSON.parse(report) as { started: number; finished: number; bytes: number; found: boolean };
 }
 
 export async function benchSecrets(): Promise<BenchRow[]> {
@@ -238,10 +258,9 @@ export async function benchSecrets(): Promise<BenchRow[]> {
 
     // Update latency: a new leaf in one Secret, then /metrics polled back to back until it shows.
     const url = `http://127.0.0.1:${String(e.port)}/metrics`;
-    await scrape(url); // first render outside the measurement
-    const renderStarted = performance.now();
-    const body = await scrape(url);
-    const renderMs = performance.now() - renderStarted;
+    await scrapeAfter(url, ""); // first render outside the measurement
+    const body = await scrapeAfter(url, "");
+    const renderMs = body.finished - body.started;
     const latencies: number[] = [];
     const sourceLatencies: number[] = [];
     for (let u = 0; u < UPDATES; u++) {
@@ -251,13 +270,13 @@ export async function benchSecrets(): Promise<BenchRow[]> {
       await new Promise((resolve) => setTimeout(resolve, 100));
       exporter.drain();
       const changed = exporter.next();
-      const startedAt = Date.now();
-      const started = performance.now();
-      api.putSecret(`ns-${u}`, `tls-${u * 1000 + u}`, { "tls.crt": pem(fresh) + pem(chain.intermediate), "ca.crt": pem(chain.root) }, { type: "kubernetes.io/tls" });
-      for (let tries = 0; tries < 2000; tries++) {
-        if ((await scrape(url, `serial="${serial}"`)).found) break;
-      }
-      latencies.push(performance.now() - started);
+      let startedAt = 0;
+      const seen = await scrapeAfter(url, `serial="${serial}"`, () => {
+        startedAt = Date.now();
+        api.putSecret(`ns-${u}`, `tls-${u * 1000 + u}`, { "tls.crt": pem(fresh) + pem(chain.intermediate), "ca.crt": pem(chain.root) }, { type: "kubernetes.io/tls" });
+      });
+      if (!seen.found) throw new Error(`update ${u} never appeared on /metrics`);
+      latencies.push(seen.finished - startedAt);
       sourceLatencies.push(Number((await changed).inventoryChangedAt) - startedAt);
     }
     const withScrapesRss = peakRssMiB(exporter.proc.pid!);
