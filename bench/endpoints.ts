@@ -18,13 +18,14 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer as createNetServer, type AddressInfo } from "node:net";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { createServer as createTlsServer } from "node:tls";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import pLimit from "p-limit";
+import { freePort } from "../test/helpers/net.js";
 import { type BenchRow, printTable } from "./report.js";
 
 const ENDPOINTS = 1000;
@@ -116,14 +117,6 @@ async function readLine(child: ChildProcess): Promise<string> {
 function tsxChild(args: string[]): ChildProcess {
   const extra = args[0] === "--probe" && process.env.BENCH_PROBE_NODE_ARGS ? process.env.BENCH_PROBE_NODE_ARGS.split(" ") : [];
   return spawn(process.execPath, [...extra, "--import", "tsx", SELF, ...args], { stdio: ["pipe", "pipe", "inherit"] });
-}
-
-async function freePort(): Promise<number> {
-  const server = createNetServer().listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 async function makeCertificates(dir: string): Promise<string> {

@@ -19,13 +19,14 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { createServer as createNetServer, type AddressInfo } from "node:net";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
 import YAML from "yaml";
 import { makeCert, makeChain } from "../scripts/certgen.js";
 import { ROOT, RULES_SOURCE } from "../scripts/gen-artifacts.js";
+import { freePort } from "./helpers/net.js";
 
 const PROMETHEUS = "/usr/bin/prometheus";
 const ALERTMANAGER = "/usr/bin/prometheus-alertmanager";
@@ -55,17 +56,6 @@ const NO_DATA_IN_FIXTURE: Record<string, "all" | string[]> = {
   "cert-expiry-endpoints.json": "all",
   "cert-expiry-exporter-health.json": ["Relists and watch restarts"],
 };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createNetServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

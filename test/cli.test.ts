@@ -1,11 +1,11 @@
 import { spawn } from "node:child_process";
 import { mkdtemp, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
 import { makeCert } from "../scripts/certgen.js";
 import { compileApp } from "./helpers/build.js";
+import { freePort } from "./helpers/net.js";
 
 // The compiled CLI, started with plain node as users start it.
 const app = await compileApp();
@@ -39,14 +39,6 @@ async function folderWith(certs: Record<string, number>): Promise<string> {
     await writeFile(join(dir, `${name}.pem`), (await makeCert({ cn: `${name}.test`, notAfterDays: days })).pem);
   }
   return dir;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 t.test("check exits 0 when nothing is due and prints a table soonest first", async (t) => {

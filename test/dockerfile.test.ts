@@ -5,12 +5,12 @@
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { isBuiltin } from "node:module";
-import { createServer } from "node:net";
 import { join, relative } from "node:path";
 import picomatch from "picomatch";
 import t from "tap";
 import { makeCert } from "../scripts/certgen.js";
 import { ROOT, compileApp } from "./helpers/build.js";
+import { freePort } from "./helpers/net.js";
 
 
 const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
@@ -164,14 +164,6 @@ t.test(".dockerignore sends only what the build needs", async (t) => {
   for (const source of contextSources) t.notOk(excluded(source.replace(/\/$/, "") + (source.endsWith("/") ? "/x.ts" : "")), `${source}, which a stage copies, is in the build context`);
   t.notOk(excluded("src/cli.ts"), "src/ is in the build context");
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function walk(dir: string, skip: (path: string) => boolean = () => false): string[] {
   const out: string[] = [];
