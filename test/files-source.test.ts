@@ -1,44 +1,24 @@
 import { execFileSync } from "node:child_process";
 import { webcrypto } from "node:crypto";
-import { mkdir, mkdtemp, rename, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, rename, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import t from "tap";
 import { crlPem, csrPem, makeCert, makeChain, pkcs7, privateKeyPem } from "../scripts/certgen.js";
-import { ParseCache } from "../src/certs/cache.js";
 import type { PathGroup } from "../src/config.js";
-import { Health } from "../src/health.js";
-import { Inventory, type LocationEntry } from "../src/inventory.js";
-import { createLogger } from "../src/log.js";
+import type { LocationEntry } from "../src/inventory.js";
 import { FileSource } from "../src/sources/files.js";
 import { expandHome, expandPathGroups } from "../src/sources/paths.js";
-import { SourceContext } from "../src/sources/source.js";
+import { polledSource, tempDir as makeTempDir } from "./helpers/polled-source.js";
 
 type Tap = Pick<typeof t, "teardown" | "equal">;
 
-async function tempDir(t: Tap): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "files-source-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: Tap) => makeTempDir(t, "files-source");
 
 function harness(t: Tap, groups: PathGroup[], maxFileSize = 1024 * 1024) {
-  const inventory = new Inventory();
-  const cache = new ParseCache(1000);
-  const health = new Health(inventory);
-  const ctx = new SourceContext(inventory, cache, health, createLogger("silent"));
-  const source = new FileSource(groups, { intervalSeconds: 3600, maxFileSize }, ctx);
+  const rig = polledSource(t, (ctx) => new FileSource(groups, { intervalSeconds: 3600, maxFileSize }, ctx));
+  const { inventory } = rig;
   return {
-    inventory,
-    cache,
-    health,
-    source,
-    /** One scan, failing the test if the scan itself failed. */
-    async scan() {
-      await source.scanOnce();
-      const up = (await health.sourceUp.get()).values.find((v) => v.labels.source === "file");
-      t.equal(up?.value, 1, "the scan succeeded");
-    },
+    ...rig,
     entries(): LocationEntry[] {
       return [...inventory.entries()].sort((a, b) => (a.location.name < b.location.name ? -1 : 1));
     },

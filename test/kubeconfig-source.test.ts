@@ -1,42 +1,23 @@
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import t from "tap";
 import { stringify } from "yaml";
 import { makeCert, makeChain, privateKeyPem } from "../scripts/certgen.js";
-import { ParseCache } from "../src/certs/cache.js";
 import type { PathGroup } from "../src/config.js";
 import { CertReadError } from "../src/errors.js";
-import { Health } from "../src/health.js";
-import { Inventory, type LocationEntry } from "../src/inventory.js";
-import { createLogger } from "../src/log.js";
+import type { LocationEntry } from "../src/inventory.js";
 import { KubeconfigSource, parseKubeconfig } from "../src/sources/kubeconfig.js";
-import { SourceContext } from "../src/sources/source.js";
+import { polledSource, tempDir as makeTempDir } from "./helpers/polled-source.js";
 
 type Tap = Pick<typeof t, "teardown" | "equal">;
 
-async function tempDir(t: Tap): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "kubeconfig-source-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: Tap) => makeTempDir(t, "kubeconfig-source");
 
 function harness(t: Tap, groups: PathGroup[], maxFileSize = 1024 * 1024) {
-  const inventory = new Inventory();
-  const cache = new ParseCache(1000);
-  const health = new Health(inventory);
-  const ctx = new SourceContext(inventory, cache, health, createLogger("silent"));
-  const source = new KubeconfigSource(groups, { intervalSeconds: 3600, maxFileSize }, ctx);
+  const rig = polledSource(t, (ctx) => new KubeconfigSource(groups, { intervalSeconds: 3600, maxFileSize }, ctx));
+  const { inventory } = rig;
   return {
-    inventory,
-    cache,
-    health,
-    source,
-    async scan() {
-      await source.scanOnce();
-      const up = (await health.sourceUp.get()).values.find((v) => v.labels.source === "kubeconfig");
-      t.equal(up?.value, 1, "the scan succeeded");
-    },
+    ...rig,
     /** key → serials, or key → "error:<reason>", for the kubeconfig at `name`. */
     view(name: string): Record<string, string[] | string> {
       const out: Record<string, string[] | string> = {};
