@@ -25,12 +25,12 @@ export type ListPageFn<T> = (request: ListRequest) => Promise<ListPage<T>>;
 
 /** What the consumer of a list-and-watch does with what arrives. Calls never overlap. */
 export interface ListWatchHandler<T> {
-  /** A full list begins (first one, relist, resync): "seen" starts empty. */
-  listStarted(): void;
+  /** A full list begins (first one, relist, resync). */
+  listStarted?(): void;
   /** One page of the list; the page is dropped after this returns. */
   listPage(items: readonly T[]): void;
-  /** The list is complete: whatever was not seen since listStarted is gone. */
-  listCompleted(): void;
+  /** The list is complete: held objects whose key (objectKey) is not in `seen` are gone. */
+  listCompleted(seen: ReadonlySet<string>): void;
   /** A change delivered by the watch. */
   watchEvent(type: "ADDED" | "MODIFIED" | "DELETED", object: T): void;
   /** The server refused a verb with 403 (a list: nothing in scope can be read). */
@@ -87,7 +87,12 @@ type WatchOutcome =
   | { end: "error"; rv: string; events: number; error: KubeApiError };
 
 interface ObjectMeta {
-  metadata?: { resourceVersion?: string };
+  metadata?: { resourceVersion?: string; namespace?: string; name?: string };
+}
+
+/** An object's identity within its resource: `namespace/name` (`/name` when cluster-scoped). */
+export function objectKey(object: ObjectMeta): string {
+  return `${object.metadata?.namespace ?? ""}/${object.metadata?.name ?? ""}`;
 }
 
 /** Delay before retry `attempt` (0-based): exponential, capped, with jitter in [d/2, d]; never below Retry-After. */
@@ -213,7 +218,12 @@ export class ListWatch<T extends ObjectMeta> {
     let token: string | undefined;
     let failures = 0;
     let expiredInARow = 0;
-    o.handler.listStarted();
+    let seen = new Set<string>();
+    const restart = () => {
+      seen = new Set();
+      o.handler.listStarted?.();
+    };
+    restart();
     // The next page is requested before this one is processed, so the server's and the network's
     // work overlaps parsing; at most two pages are held at once.
     let prefetched: Promise<ListPage<T>> | undefined;
@@ -232,7 +242,7 @@ export class ListWatch<T extends ObjectMeta> {
           o.reporter.relisted("continue_expired");
           o.log.info({ stream: o.description }, "continue token expired during the list; listing again from the start");
           token = undefined;
-          o.handler.listStarted();
+          restart();
           if (expiredInARow++ > 0) await this.#sleep(this.#delay(expiredInARow - 1));
           continue;
         }
@@ -243,7 +253,7 @@ export class ListWatch<T extends ObjectMeta> {
           if (attempts !== Infinity) return undefined;
           await this.#sleep(this.#delay(failures++));
           token = undefined;
-          o.handler.listStarted();
+          restart();
           continue;
         }
         this.#fail(error);
@@ -260,9 +270,10 @@ export class ListWatch<T extends ObjectMeta> {
       o.handler.allowed("list");
       failures = 0;
       expiredInARow = 0;
+      for (const item of page.items) seen.add(objectKey(item));
       o.handler.listPage(page.items);
       if (!page.continueToken) {
-        o.handler.listCompleted();
+        o.handler.listCompleted(seen);
         o.reporter.listSucceeded((performance.now() - started) / 1000);
         this.#markSynced();
         return page.resourceVersion;

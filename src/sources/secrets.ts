@@ -9,7 +9,7 @@ import { locationId, type CertManagerLink, type Location, type LocationUpdate, t
 import { listJson } from "../kube/request.js";
 import { loadKubeConfig } from "../kube/client.js";
 import type { KubeApiError } from "../kube/errors.js";
-import { ListWatch, type ListPageFn, type ListRequest, type ListWatchHandler, type ListWatchReporter } from "../kube/list-watch.js";
+import { ListWatch, objectKey, type ListPageFn, type ListRequest, type ListWatchHandler, type ListWatchReporter } from "../kube/list-watch.js";
 import { parseKubeconfig } from "./kubeconfig.js";
 import { NamespaceFilter } from "./namespaces.js";
 import type { Source, SourceContext } from "./source.js";
@@ -339,7 +339,6 @@ class SecretStream implements ListWatchHandler<SecretObject> {
   readonly listWatch: ListWatch<SecretObject>;
   readonly #source: SecretsSource;
   readonly #objects = new Map<string, SecretState>();
-  #seen: Set<string> | undefined;
 
   constructor(spec: StreamSpec, source: SecretsSource) {
     this.spec = spec;
@@ -375,22 +374,11 @@ class SecretStream implements ListWatchHandler<SecretObject> {
 
   // ---------------------------------------------------------------- ListWatchHandler
 
-  listStarted(): void {
-    this.#seen = new Set();
-  }
-
   listPage(items: readonly SecretObject[]): void {
-    for (const secret of items) {
-      const key = objectKey(secret);
-      this.#seen?.add(key);
-      this.#apply(key, secret);
-    }
+    for (const secret of items) this.#apply(objectKey(secret), secret);
   }
 
-  listCompleted(): void {
-    const seen = this.#seen;
-    this.#seen = undefined;
-    if (!seen) return;
+  listCompleted(seen: ReadonlySet<string>): void {
     for (const key of [...this.#objects.keys()]) if (!seen.has(key)) this.#drop(key);
   }
 
@@ -458,6 +446,3 @@ class SecretStream implements ListWatchHandler<SecretObject> {
   }
 }
 
-function objectKey(secret: SecretObject): string {
-  return `${secret.metadata?.namespace ?? ""}/${secret.metadata?.name ?? ""}`;
-}

@@ -4,7 +4,7 @@ import type { KubernetesConfig } from "../../config.js";
 import { CertReadError } from "../../errors.js";
 import { locationId, type Location, type SourceKind } from "../../inventory.js";
 import type { KubeApiError } from "../../kube/errors.js";
-import { ListWatch, type ListPageFn, type ListWatchHandler, type ListWatchReporter } from "../../kube/list-watch.js";
+import { ListWatch, objectKey, type ListPageFn, type ListWatchHandler, type ListWatchReporter } from "../../kube/list-watch.js";
 import type { ProbeTarget, TargetProvider } from "../endpoints.js";
 import type { NamespaceFilter } from "../namespaces.js";
 import { SourceContext } from "../source.js";
@@ -217,7 +217,8 @@ class TargetStream<T extends KubeObject> implements ListWatchHandler<T> {
   readonly #provider: KubeTargetProvider<T>;
   readonly #objects = new Map<string, ObjectTargets>();
   readonly #location: Location;
-  #seen: Set<string> | undefined;
+  /** A full list is under way: targets are handed on once it completes, not page by page. */
+  #listing = false;
   #dirty = false;
 
   constructor(namespace: string | undefined, provider: KubeTargetProvider<T>) {
@@ -253,21 +254,16 @@ class TargetStream<T extends KubeObject> implements ListWatchHandler<T> {
   // ---------------------------------------------------------------- ListWatchHandler
 
   listStarted(): void {
-    this.#seen = new Set();
+    this.#listing = true;
   }
 
   listPage(items: readonly T[]): void {
-    for (const object of items) {
-      const key = objectKey(object);
-      this.#seen?.add(key);
-      this.#apply(key, object);
-    }
+    for (const object of items) this.#apply(objectKey(object), object);
   }
 
-  listCompleted(): void {
-    const seen = this.#seen;
-    this.#seen = undefined;
-    if (seen) for (const key of [...this.#objects.keys()]) if (!seen.has(key)) this.#drop(key, true);
+  listCompleted(seen: ReadonlySet<string>): void {
+    this.#listing = false;
+    for (const key of [...this.#objects.keys()]) if (!seen.has(key)) this.#drop(key, true);
     this.listed = true;
     this.#flush();
   }
@@ -294,7 +290,7 @@ class TargetStream<T extends KubeObject> implements ListWatchHandler<T> {
     const message = `missing permission: cannot ${verb} ${what} ${where}; ${grant} (API server: ${error.message})`;
     if (verb === "list") {
       // Nothing here can be read: what was read before is no longer current.
-      this.#seen = undefined;
+      this.#listing = false;
       for (const key of [...this.#objects.keys()]) this.#drop(key, true);
       this.listed = true;
       this.#flush();
@@ -330,15 +326,12 @@ class TargetStream<T extends KubeObject> implements ListWatchHandler<T> {
 
   /** Hands the provider's targets on when any changed; during a list, only once it completes. */
   #flush(): void {
-    if (!this.#dirty || this.#seen) return;
+    if (!this.#dirty || this.#listing) return;
     this.#dirty = false;
     this.#provider.changed();
   }
 }
 
-function objectKey(object: KubeObject): string {
-  return `${object.metadata?.namespace ?? ""}/${object.metadata?.name ?? ""}`;
-}
 
 /** Warnings about one object's content (a bad annotation), logged once per object and message. */
 export class ObjectWarnings {
