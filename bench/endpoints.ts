@@ -5,15 +5,18 @@
  * (P-256, one CA). Then, each side in a process of its own at the same concurrency:
  *   - ours: a child process running only EndpointSource cycles over the 1,000 static targets (the
  *     full probe: connect, handshake, wire chain, verification, host name, parse, publish); CPU by
- *     process.cpuUsage() around each cycle, peak RSS from /proc/self/status VmHWM;
- *   - blackbox_exporter: /probe?module=tls_connect&target=… (tcp prober, tls: true,
- *     insecure_skip_verify so it still reads the certificates), driven from here with the same
- *     concurrency; CPU from /proc/<pid>/stat (utime+stime) around each cycle, VmHWM likewise.
+ *     process.cpuUsage() around each cycle, peak RSS from /proc/self/status VmHWM. It runs on the
+ *     image's Node, then on this machine's (runtime.ts);
+ *   - blackbox_exporter: /probe?module=tls_connect&target=… (tcp prober, tls: true), driven from
+ *     here with the same concurrency; CPU from /proc/<pid>/stat (utime+stime) around each cycle,
+ *     VmHWM likewise.
+ * Both sides do the same work: they trust the bench CA (our caFile, blackbox's ca_file), send and
+ * check the name bench.local, and so verify every chain and host name successfully.
  * Three cycles each; the first is reported separately (cold: JIT, parse cache misses), the rest
  * are averaged (steady state, as an exporter runs).
  *
- *   npx tsx bench/endpoints.ts            (needs apt-get install prometheus-blackbox-exporter)
- *   BENCH_PROBE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npx tsx bench/endpoints.ts   (profile our side)
+ *   npm run bench -- endpoints           (needs apt-get install prometheus-blackbox-exporter)
+ *   BENCH_PROBE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npm run bench -- endpoints   (profile our side)
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -27,6 +30,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import pLimit from "p-limit";
 import { freePort } from "../test/helpers/net.js";
 import { type BenchRow, printTable } from "./report.js";
+import { benchNode, compileExporter, machineNode, ROOT, type NodeRuntime } from "./runtime.js";
 
 const ENDPOINTS = 1000;
 const CONCURRENCY = 32;
@@ -60,33 +64,46 @@ async function serve(certsFile: string): Promise<void> {
 }
 
 // --------------------------------------------------------------------------------------------
-// Child: our probe cycle, nothing else in the process.
+// Child: our probe cycle, nothing else in the process, on compiled JavaScript (see runtime.ts).
 
-async function probeCycles(portsFile: string): Promise<void> {
-  const { EndpointSource } = await import("../src/sources/endpoints.js");
-  const { SourceContext } = await import("../src/sources/source.js");
-  const { Inventory } = await import("../src/inventory.js");
-  const { ParseCache } = await import("../src/certs/cache.js");
-  const { Health } = await import("../src/health.js");
-  const { createLogger } = await import("../src/log.js");
-  const ports = JSON.parse(await readFile(portsFile, "utf8")) as number[];
-  const inventory = new Inventory();
-  const ctx = new SourceContext(inventory, new ParseCache(20000), new Health(inventory), createLogger("silent"));
-  const targets = ports.map((port) => ({ address: `127.0.0.1:${port}`, serverName: "bench.local" }));
-  const source = new EndpointSource(targets, { intervalSeconds: 3600, jitter: 0, concurrency: CONCURRENCY, timeout: 10, connectTimeout: 5 }, ctx);
-  const cycles: CycleFigures[] = [];
-  for (let i = 0; i < CYCLES; i++) {
-    const cpu = process.cpuUsage();
-    const started = performance.now();
-    await source.scanOnce();
-    const wallSeconds = (performance.now() - started) / 1000;
-    const used = process.cpuUsage(cpu);
-    let ok = 0;
-    for (const entry of inventory.entries()) if (entry.probe?.success && entry.certificates.length > 0) ok++;
-    cycles.push({ wallSeconds, cpuSeconds: (used.user + used.system) / 1e6, ok });
-  }
-  const rssPeakBytes = await vmHwm(process.pid);
-  process.stdout.write(JSON.stringify({ cycles, rssPeakBytes }) + "\n");
+function probeChildScript(compiled: string, portsFile: string, caFile: string): string {
+  const load = (module: string): string => JSON.stringify(pathToFileURL(join(compiled, module)).href);
+  return `
+    import { readFile } from "node:fs/promises";
+    const { EndpointSource } = await import(${load("sources/endpoints.js")});
+    const { SourceContext } = await import(${load("sources/source.js")});
+    const { Inventory } = await import(${load("inventory.js")});
+    const { ParseCache } = await import(${load("certs/cache.js")});
+    const { Health } = await import(${load("health.js")});
+    const { createLogger } = await import(${load("log.js")});
+    const ports = JSON.parse(await readFile(${JSON.stringify(portsFile)}, "utf8"));
+    const inventory = new Inventory();
+    const ctx = new SourceContext(inventory, new ParseCache(20000), new Health(inventory), createLogger("silent"));
+    const targets = ports.map((port) => ({ address: "127.0.0.1:" + port, serverName: "bench.local", caFile: ${JSON.stringify(caFile)} }));
+    const source = new EndpointSource(targets, { intervalSeconds: 3600, jitter: 0, concurrency: ${CONCURRENCY}, timeout: 10, connectTimeout: 5 }, ctx);
+    const cycles = [];
+    for (let i = 0; i < ${CYCLES}; i++) {
+      const cpu = process.cpuUsage();
+      const started = performance.now();
+      await source.scanOnce();
+      const wallSeconds = (performance.now() - started) / 1000;
+      const used = process.cpuUsage(cpu);
+      let ok = 0;
+      for (const entry of inventory.entries()) if (entry.probe?.success && entry.probe.chainVerified && entry.probe.hostnameMatch && entry.certificates.length > 0) ok++;
+      cycles.push({ wallSeconds, cpuSeconds: (used.user + used.system) / 1e6, ok });
+    }
+    const status = await readFile("/proc/self/status", "utf8");
+    process.stdout.write(JSON.stringify({ cycles, rssPeakBytes: Number(/VmHWM:\\s+(\\d+) kB/.exec(status)?.[1] ?? 0) * 1024 }) + "\\n");
+  `;
+}
+
+async function runOurs(node: NodeRuntime, compiled: string, dir: string): Promise<{ cycles: CycleFigures[]; rssPeakBytes: number }> {
+  const extra = process.env.BENCH_PROBE_NODE_ARGS ? process.env.BENCH_PROBE_NODE_ARGS.split(" ") : [];
+  const prober = spawn(node.path, [...extra, "--input-type=module", "-e", probeChildScript(compiled, join(dir, "ports.json"), join(dir, "ca.pem"))], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+  const exited = once(prober, "exit");
+  const figures = JSON.parse(await readLine(prober)) as { cycles: CycleFigures[]; rssPeakBytes: number };
+  await exited;
+  return figures;
 }
 
 // --------------------------------------------------------------------------------------------
@@ -114,9 +131,9 @@ async function readLine(child: ChildProcess): Promise<string> {
   return line;
 }
 
-function tsxChild(args: string[]): ChildProcess {
-  const extra = args[0] === "--probe" && process.env.BENCH_PROBE_NODE_ARGS ? process.env.BENCH_PROBE_NODE_ARGS.split(" ") : [];
-  return spawn(process.execPath, [...extra, "--import", "tsx", SELF, ...args], { stdio: ["pipe", "pipe", "inherit"] });
+/** The TLS servers, on the machine's Node: the same load for both sides. */
+function serverChild(certsFile: string): ChildProcess {
+  return spawn(process.execPath, ["--import", "tsx", SELF, "--serve", certsFile], { stdio: ["pipe", "pipe", "inherit"] });
 }
 
 async function makeCertificates(dir: string): Promise<string> {
@@ -132,6 +149,7 @@ async function makeCertificates(dir: string): Promise<string> {
   }
   const file = join(dir, "certs.json");
   await writeFile(file, JSON.stringify({ key: leafKey, chains }));
+  await writeFile(join(dir, "ca.pem"), ca.pem);
   return file;
 }
 
@@ -139,7 +157,7 @@ async function runBlackbox(dir: string, ports: number[]): Promise<{ cycles: Cycl
   const config = join(dir, "blackbox.yml");
   await writeFile(
     config,
-    ["modules:", "  tls_connect:", "    prober: tcp", "    timeout: 10s", "    tcp:", "      tls: true", "      tls_config:", "        insecure_skip_verify: true", ""].join("\n"),
+    ["modules:", "  tls_connect:", "    prober: tcp", "    timeout: 10s", "    tcp:", "      tls: true", "      tls_config:", `        ca_file: ${join(dir, "ca.pem")}`, "        server_name: bench.local", ""].join("\n"),
   );
   const port = await freePort();
   const child = spawn(BLACKBOX, [`--config.file=${config}`, `--web.listen-address=127.0.0.1:${port}`, "--log.level=error"], { stdio: ["ignore", "ignore", "inherit"] });
@@ -185,29 +203,29 @@ function summarize(side: string, run: { cycles: CycleFigures[]; rssPeakBytes: nu
     { name: `${side} CPU per probe`, value: (mean((c) => c.cpuSeconds) / ENDPOINTS) * 1000, unit: "ms", ...b("CPU per probe") },
     { name: `${side} CPU per probe, first cycle`, value: (cold.cpuSeconds / ENDPOINTS) * 1000, unit: "ms", ...b("CPU per probe, first cycle") },
     { name: `${side} peak RSS`, value: run.rssPeakBytes / 1024 / 1024, unit: "MiB", ...b("peak RSS") },
-    { name: `${side} endpoints read`, value: ok, unit: "of 1000" },
+    { name: `${side} endpoints read and verified`, value: ok, unit: "of 1000" },
   ];
 }
 
-export async function benchEndpoints(): Promise<BenchRow[]> {
+/**
+ * Ours runs on the image's Node (the figures that count) and on this machine's, in the same run;
+ * BENCH_NODE picks another runtime for the first.
+ */
+export async function benchEndpoints(node: NodeRuntime = benchNode()): Promise<BenchRow[]> {
   const ticks = spawn("getconf", ["CLK_TCK"], { stdio: ["ignore", "pipe", "ignore"] });
   clockTicks = Number((await readLine(ticks)).trim()) || 100;
+  const compiled = compileExporter("bench-endpoints");
+  const machine = machineNode();
+  const runtimes = node.path === machine.path ? [node] : [node, machine];
   const dir = await mkdtemp(join(tmpdir(), "bench-endpoints-"));
-  const server = tsxChild(["--serve", await makeCertificates(dir)]);
+  const server = serverChild(await makeCertificates(dir));
   const serverExited = once(server, "exit");
   try {
     const ports = JSON.parse(await readLine(server)) as number[];
-    const portsFile = join(dir, "ports.json");
-    await writeFile(portsFile, JSON.stringify(ports));
-
-    const prober = tsxChild(["--probe", portsFile]);
-    const ours = JSON.parse(await readLine(prober)) as { cycles: CycleFigures[]; rssPeakBytes: number };
-    prober.stdin?.end();
-    await once(prober, "exit");
-
-    const rows = summarize("cert-expiry-exporter", ours, "blackbox_exporter");
-    const blackbox = await runBlackbox(dir, ports);
-    return [...rows, ...summarize("blackbox_exporter", blackbox, undefined)];
+    await writeFile(join(dir, "ports.json"), JSON.stringify(ports));
+    const rows: BenchRow[] = [];
+    for (const runtime of runtimes) rows.push(...summarize(`cert-expiry-exporter (${runtime.label})`, await runOurs(runtime, compiled, dir), "blackbox_exporter"));
+    return [...rows, ...summarize("blackbox_exporter", await runBlackbox(dir, ports), undefined)];
   } finally {
     server.stdin?.end();
     await serverExited;
@@ -219,8 +237,6 @@ const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileUR
 const mode = process.argv[2];
 if (isMain && mode === "--serve") {
   await serve(process.argv[3] as string);
-} else if (isMain && mode === "--probe") {
-  await probeCycles(process.argv[3] as string);
 } else if (isMain) {
   const rows = await benchEndpoints();
   printTable(`TLS endpoints: ${ENDPOINTS} on loopback, concurrency ${CONCURRENCY}, ${CYCLES} cycles (first reported apart)`, rows);

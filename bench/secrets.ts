@@ -14,22 +14,25 @@
  * PEM blocks, which PEM allows), so the whole-value cache hits nothing; the per-certificate cache
  * decodes each shared intermediate and root once, as it would in production.
  *
- *   npx tsx bench/secrets.ts            (or: npm run bench -- secrets, when registered in bench/run.ts)
+ * Both children run on the image's Node with the Deployment's V8 flags (runtime.ts).
+ *
+ *   npm run bench -- secrets                         (or: npx tsx bench/secrets.ts)
+ *   BENCH_NODE=machine npm run bench -- secrets      (on this machine's Node instead)
  */
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { createInterface } from "node:readline";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import { makeCert, type Issued } from "../scripts/certgen.js";
 import { FakeApiServer } from "../test/k8s/apiserver.js";
 import { printTable, type BenchRow } from "./report.js";
+import { benchNode, compileExporter, ROOT, type NodeRuntime } from "./runtime.js";
 
 const SECRETS = 20_000;
 const NAMESPACES = 50;
 const UPDATES = 5;
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 /**
  * The V8 flags the Deployment gives the exporter (NODE_OPTIONS in deploy/base/deployment.yaml): both
@@ -50,9 +53,8 @@ function deployedNodeFlags(): string[] {
 // ---------------------------------------------------------------- child side
 
 /**
- * The children run plain `node` on JavaScript compiled from src/ (as the exporter runs in production),
- * not through a TypeScript loader, whose own memory (≈100 MiB with client-node loaded) would swamp the
- * figures. Each prints one JSON line when synced, then waits for its stdin to close.
+ * The children run JavaScript compiled from src/ on the image's Node (see runtime.ts). Each prints
+ * one JSON line when synced, then waits for its stdin to close.
  */
 function childScript(mode: "baseline" | "exporter", compiled: string, kubeconfig: string): string {
   const common = `
@@ -112,8 +114,8 @@ interface Child {
   drain(): void;
 }
 
-function startChild(mode: "baseline" | "exporter", compiled: string, kubeconfig: string): Child {
-  const proc = spawn(process.execPath, [...DEPLOYED_NODE_FLAGS, ...(mode === "exporter" && process.env.BENCH_PROF ? ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"] : []), "--expose-gc", "--input-type=module", "-e", childScript(mode, compiled, kubeconfig)], { cwd: ROOT, stdio: ["pipe", "pipe", "inherit"] });
+function startChild(node: NodeRuntime, mode: "baseline" | "exporter", compiled: string, kubeconfig: string): Child {
+  const proc = spawn(node.path, [...DEPLOYED_NODE_FLAGS, ...(mode === "exporter" && process.env.BENCH_PROF ? ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"] : []), "--expose-gc", "--input-type=module", "-e", childScript(mode, compiled, kubeconfig)], { cwd: ROOT, stdio: ["pipe", "pipe", "inherit"] });
   const lines = createInterface({ input: proc.stdout! });
   const queue: Record<string, unknown>[] = [];
   const waiting: ((line: Record<string, unknown>) => void)[] = [];
@@ -133,17 +135,6 @@ function startChild(mode: "baseline" | "exporter", compiled: string, kubeconfig:
     proc.once("exit", (code) => reject(new Error(`${mode} child exited with ${code}`)));
   });
   return { proc, first, next, drain: () => void queue.splice(0) };
-}
-
-/** Compiles src/ (tsconfig.build.json) into a folder inside the repository, so bare imports resolve. */
-function compile(): string {
-  const base = join(ROOT, "node_modules", ".cache", "bench-secrets");
-  const out = join(base, "dist");
-  rmSync(base, { recursive: true, force: true });
-  mkdirSync(base, { recursive: true });
-  copyFileSync(join(ROOT, "package.json"), join(base, "package.json")); // version.js reads ../package.json
-  execFileSync(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", join(ROOT, "tsconfig.build.json"), "--outDir", out, "--sourceMap", "false"], { stdio: "inherit" });
-  return out;
 }
 
 function peakRssMiB(pid: number): number {
@@ -238,20 +229,20 @@ async function scrapeAfter(url: string, needle: string, before: () => void = () 
   return JSON.parse(report) as { started: number; finished: number; bytes: number; found: boolean };
 }
 
-export async function benchSecrets(): Promise<BenchRow[]> {
-  const compiled = compile();
+export async function benchSecrets(node: NodeRuntime = benchNode()): Promise<BenchRow[]> {
+  const compiled = compileExporter("bench-secrets");
   const { chains, leaves } = await fixtures();
   const api = await FakeApiServer.start({ historyWindow: 100_000 });
   try {
     plant(api, chains, leaves);
     const kubeconfig = api.kubeconfigPath();
 
-    const baseline = startChild("baseline", compiled, kubeconfig);
+    const baseline = startChild(node, "baseline", compiled, kubeconfig);
     const b = await baseline.first;
     const baselineRss = peakRssMiB(baseline.proc.pid!);
     await stopChild(baseline);
 
-    const exporter = startChild("exporter", compiled, kubeconfig);
+    const exporter = startChild(node, "exporter", compiled, kubeconfig);
     const e = await exporter.first;
     const exporterRss = peakRssMiB(exporter.proc.pid!);
     if (e.items !== SECRETS * 2) throw new Error(`exporter holds ${String(e.items)} locations, expected ${SECRETS * 2}`);
@@ -305,5 +296,6 @@ export async function benchSecrets(): Promise<BenchRow[]> {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  printTable(`Secrets source (${SECRETS.toLocaleString("en-US")} TLS Secrets over HTTPS; node ${DEPLOYED_NODE_FLAGS.join(" ") || "defaults"})`, await benchSecrets());
+  const node = benchNode();
+  printTable(`Secrets source (${SECRETS.toLocaleString("en-US")} TLS Secrets over HTTPS; ${node.label}, flags ${DEPLOYED_NODE_FLAGS.join(" ") || "Node's defaults"})`, await benchSecrets(node));
 }

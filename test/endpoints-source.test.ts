@@ -145,6 +145,26 @@ t.test("broken chains are still exported; a server demanding a client certificat
   t.equal(missing.inventory.get(loc(mtls.address))?.error?.reason, "not_found", "a missing CA file is the endpoint's error");
 });
 
+t.test("a replaced CA file counts from the next cycle; a removed one is every target's error", async (t) => {
+  const a = await server(t);
+  const b = await server(t);
+  const rotating = join(dir, "rotating-ca.pem");
+  const other = await makeCert({ cn: "Unrelated Root", ca: true });
+  await writeFile(rotating, other.pem);
+  const h = harness(t, [
+    { address: a.address, serverName: "localhost", caFile: rotating },
+    { address: b.address, serverName: "localhost", caFile: rotating },
+  ]);
+  await h.source.scanOnce();
+  for (const s of [a, b]) t.match(h.inventory.get(loc(s.address, "localhost"))?.probe, { chainVerified: false, verifyError: "UNABLE_TO_GET_ISSUER_CERT_LOCALLY" });
+  await writeFile(rotating, root.pem);
+  await h.source.scanOnce();
+  for (const s of [a, b]) t.match(h.inventory.get(loc(s.address, "localhost"))?.probe, { chainVerified: true, verifyError: "" }, "the new CA verifies the next cycle");
+  await rm(rotating);
+  await h.source.scanOnce();
+  for (const s of [a, b]) t.equal(h.inventory.get(loc(s.address, "localhost"))?.error?.reason, "not_found", "a CA file gone is every target's error");
+});
+
 t.test("a target removed from the configuration loses its series", async (t) => {
   const a = await server(t);
   const b = await server(t);

