@@ -5,8 +5,8 @@
  */
 import { createHash } from "node:crypto";
 import type { CertRecord } from "./record.js";
-import { DerError, TAG, type Tlv, children, decodeOid, decodeTime, expect, hex, readTlv } from "./der.js";
-import { decodeName, decodeString } from "./dn.js";
+import { DerError, TAG, type Tlv, asBuffer, children, decodeOid, decodeTime, expect, hex, readTlv } from "./der.js";
+import { type DecodedName, decodeName, decodeString } from "./dn.js";
 
 const SIGNATURE_ALGORITHMS: Record<string, string> = {
   "1.2.840.113549.1.1.2": "md2WithRSAEncryption",
@@ -190,6 +190,24 @@ function serialHex(buf: Uint8Array, tlv: Tlv): string {
   return hex(buf, s, tlv.contentEnd);
 }
 
+/**
+ * Issuer names by their DER: a few issuers sign thousands of certificates, whose records then share
+ * one decoded name instead of holding a copy each.
+ */
+const issuerNames = new Map<string, DecodedName>();
+const MAX_ISSUER_NAMES = 1024;
+
+function issuerName(buf: Uint8Array, tlv: Tlv): DecodedName {
+  const der = asBuffer(buf).toString("latin1", tlv.start, tlv.end);
+  let name = issuerNames.get(der);
+  if (!name) {
+    name = decodeName(buf, tlv);
+    if (issuerNames.size >= MAX_ISSUER_NAMES) issuerNames.clear();
+    issuerNames.set(der, name);
+  }
+  return name;
+}
+
 /** Decodes the Certificate element `cert` of `buf`. Throws DerError when it is not a certificate. */
 export function decodeCertificate(buf: Uint8Array, cert: Tlv): CertRecord {
   if (cert.tag !== TAG.SEQUENCE) throw new DerError("certificate: not a SEQUENCE");
@@ -219,7 +237,7 @@ export function decodeCertificate(buf: Uint8Array, cert: Tlv): CertRecord {
   const notBefore = decodeTime(buf, notBeforeTlv);
   const notAfter = decodeTime(buf, notAfterTlv);
 
-  const issuer = decodeName(buf, issuerTlv);
+  const issuer = issuerName(buf, issuerTlv);
   const subject = decodeName(buf, subjectTlv);
   const { keyAlgorithm, keyBits } = publicKey(buf, spki);
 

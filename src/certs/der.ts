@@ -121,7 +121,7 @@ export function decodeOid(buf: Uint8Array, tlv: Tlv): string {
   // Cache on the raw bytes (short): the same few dozen OIDs recur in every certificate.
   let key = "";
   if (e - s <= 16) {
-    for (let i = s; i < e; i++) key += String.fromCharCode(buf[i]!);
+    key = asBuffer(buf).toString("latin1", s, e);
     const hit = oidCache.get(key);
     if (hit !== undefined) return hit;
   }
@@ -159,13 +159,17 @@ export function decodeOid(buf: Uint8Array, tlv: Tlv): string {
   return oid;
 }
 
-const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+/**
+ * `buf` as a Buffer (the same memory), for Node's native decoders. Strings decoded natively are flat;
+ * strings built by appending are ropes, which held in records cost a heap object per append.
+ */
+export function asBuffer(buf: Uint8Array): Buffer {
+  return Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+}
 
 /** Lowercase hex of a byte range. */
 export function hex(buf: Uint8Array, start: number, end: number): string {
-  let s = "";
-  for (let i = start; i < end; i++) s += HEX[buf[i]!];
-  return s;
+  return asBuffer(buf).toString("hex", start, end);
 }
 
 function digits(buf: Uint8Array, at: number, n: number): number {

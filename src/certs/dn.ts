@@ -3,20 +3,15 @@
  * carry into a well-formed JS string (invalid sequences become U+FFFD, nothing throws), and renders
  * names in RFC 4514 form.
  */
-import { DerError, TAG, type Tlv, children, decodeOid, hex, readTlv } from "./der.js";
+import { DerError, TAG, type Tlv, asBuffer, children, decodeOid, hex, readTlv } from "./der.js";
 
 const utf8 = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
 const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const REPLACEMENT = 0xfffd;
 
 function ascii(buf: Uint8Array, s: number, e: number): string | undefined {
-  let out = "";
-  for (let i = s; i < e; i++) {
-    const b = buf[i]!;
-    if (b >= 0x80) return undefined;
-    out += String.fromCharCode(b);
-  }
-  return out;
+  for (let i = s; i < e; i++) if (buf[i]! >= 0x80) return undefined;
+  return asBuffer(buf).toString("latin1", s, e);
 }
 
 function fromCodeUnits(units: number[]): string {
@@ -57,9 +52,7 @@ function universal(buf: Uint8Array, s: number, e: number): string {
 }
 
 function latin1(buf: Uint8Array, s: number, e: number): string {
-  let out = "";
-  for (let i = s; i < e; i++) out += String.fromCharCode(buf[i]!);
-  return out;
+  return asBuffer(buf).toString("latin1", s, e);
 }
 
 const STRING_TAGS = new Set<number>([
@@ -133,7 +126,10 @@ const ATTRIBUTE_NAMES: Record<string, string> = {
 const CN_OID = "2.5.4.3";
 
 /** RFC 4514 §2.4 escaping of an attribute value. */
+const NEEDS_RFC4514_ESCAPE = /["+,;<>\\\0]|^[ #]| $/;
+
 export function escapeRfc4514(value: string): string {
+  if (!NEEDS_RFC4514_ESCAPE.test(value)) return value;
   let out = "";
   for (let i = 0; i < value.length; i++) {
     const c = value[i]!;
