@@ -1,4 +1,3 @@
-import { Readable } from "node:stream";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Health } from "./health.js";
 import type { Inventory } from "./inventory.js";
@@ -20,9 +19,7 @@ export function buildServer({ inventory, health, log }: ServerDeps): FastifyInst
 
   app.get("/metrics", async (request, reply) => {
     const format = negotiateFormat(request.headers.accept);
-    const chunks = await renderer.render(format);
-    // Sent chunk by chunk: joining them would copy the whole body once more.
-    return reply.type(format === "openmetrics" ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE).send(Readable.from(chunks));
+    return reply.type(format === "openmetrics" ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE).send(renderer.stream(format));
   });
 
   app.get("/healthz", async (_request, reply) => reply.type("text/plain").send("ok\n"));

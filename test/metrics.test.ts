@@ -142,15 +142,30 @@ t.test("OpenMetrics is served when asked for, and ends with # EOF", async (t) =>
   t.notMatch(plain, "# EOF");
 });
 
-t.test("concurrent scrapes share one render", async (t) => {
+t.test("a scrape streams one snapshot of the inventory, whatever changes while it is sent", async (t) => {
   const { inventory, renderer } = setup();
-  for (let i = 0; i < 5000; i++) inventory.replace({ source: "file", namespace: "", name: `/c${i}.pem`, key: "" }, { certificates: [record()] });
-  const a = renderer.render("prometheus");
-  const b = renderer.render("prometheus");
-  t.equal(a, b, "the second scrape joins the first render");
-  const [bodyA, bodyB] = await Promise.all([text(a), text(b)]);
-  t.equal(bodyA, bodyB);
-  t.not(renderer.render("prometheus"), a, "a later scrape starts a fresh render");
+  const at = (i: number) => ({ source: "file" as const, namespace: "", name: `/c${i}.pem`, key: "" });
+  for (let i = 0; i < 5000; i++) inventory.replace(at(i), { certificates: [record({ subjectCN: `old-${i}` })] });
+  const chunks: Buffer[] = [];
+  for await (const chunk of renderer.stream("prometheus")) {
+    if (chunks.length === 0) {
+      inventory.remove(at(0));
+      inventory.replace(at(1), { certificates: [record({ subjectCN: "new-1" })] });
+      inventory.replace(at(5000), { certificates: [record({ subjectCN: "added" })] });
+    }
+    chunks.push(chunk as Buffer);
+  }
+  t.ok(chunks.length > 10, "the body arrives in many chunks");
+  const body = Buffer.concat(chunks).toString("utf8");
+  const lines = (cn: string) => body.split("\n").filter((l) => l.includes(`subject_cn="${cn}"`)).length;
+  t.equal(lines("old-0"), 5, "a location removed during the scrape is in every family");
+  t.equal(lines("old-1"), 5, "a location replaced during the scrape is in every family as it was");
+  t.equal(lines("new-1"), 0);
+  t.equal(lines("added"), 0, "a location added during the scrape waits for the next one");
+  t.equal(lines("old-4999"), 5);
+  t.match(body, /cert_expiry_exporter_build_info/, "the exporter's own metrics follow");
+  const next = await renderer.render("prometheus");
+  t.equal(Buffer.concat(next).toString("utf8").split("\n").filter((l) => l.includes('subject_cn="new-1"')).length, 5, "the next scrape has the change");
 });
 
 t.test("a large inventory is rendered in slices that let other work run", async (t) => {
