@@ -209,8 +209,10 @@ function issuerName(buf: Uint8Array, tlv: Tlv): DecodedName {
 }
 
 /** Decodes the Certificate element `cert` of `buf`. Throws DerError when it is not a certificate. */
-export function decodeCertificate(buf: Uint8Array, cert: Tlv): CertRecord {
+export function decodeCertificate(bytes: Uint8Array, cert: Tlv): CertRecord {
   if (cert.tag !== TAG.SEQUENCE) throw new DerError("certificate: not a SEQUENCE");
+  // One Buffer view for the whole certificate, rather than one per string decoded.
+  const buf = asBuffer(bytes);
   const tbs = expect(buf, cert.contentStart, cert.contentEnd, TAG.SEQUENCE, "tbsCertificate");
   const sigAlg = expect(buf, tbs.end, cert.contentEnd, TAG.SEQUENCE, "signatureAlgorithm");
   expect(buf, sigAlg.end, cert.contentEnd, TAG.BIT_STRING, "signatureValue");
