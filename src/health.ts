@@ -74,7 +74,7 @@ export class Health {
     });
     this.renderDuration = new Gauge({
       name: `${PREFIX}render_duration_seconds`,
-      help: "Time the last /metrics render of the certificate series took.",
+      help: "Time the last /metrics response took to render and stream the certificate series; a slow scraper lengthens it.",
       registers,
     });
     new Gauge({
