@@ -1,4 +1,5 @@
 import type { KubeConfig } from "@kubernetes/client-node";
+import type { KubernetesConfig } from "../config.js";
 import type { Logger } from "../log.js";
 import { KubeApiError } from "./errors.js";
 import { openWatch, type WatchStream } from "./watch.js";
@@ -79,6 +80,17 @@ export interface ListWatchOptions<T> {
   handler: ListWatchHandler<T>;
   reporter: ListWatchReporter;
   log: Logger;
+}
+
+/** A ListWatch's page size and timings, from the configuration's `kubernetes` section (seconds there). */
+export function listWatchPacing(kube: KubernetesConfig): Pick<ListWatchOptions<unknown>, "pageSize" | "resyncIntervalMs" | "watchSilenceMs" | "requestTimeoutMs" | "backoff"> {
+  return {
+    pageSize: kube.pageSize,
+    resyncIntervalMs: kube.resyncInterval * 1000,
+    watchSilenceMs: kube.watchTimeout * 1000,
+    requestTimeoutMs: kube.requestTimeout * 1000,
+    backoff: { initialMs: kube.backoff.initial * 1000, maxMs: kube.backoff.max * 1000 },
+  };
 }
 
 type WatchOutcome =

@@ -3,8 +3,8 @@ import type { PathGroup } from "../config.js";
 import { CertReadError } from "../errors.js";
 import type { Location } from "../inventory.js";
 import { expandPathGroups, FileReader, parseCertificates, ScanPublisher } from "./paths.js";
-import { Poller } from "./poller.js";
-import type { Source, SourceContext } from "./source.js";
+import { PolledSource } from "./poller.js";
+import type { SourceContext } from "./source.js";
 
 /**
  * PEM labels of things that are not certificates but sit beside them in certificate folders:
@@ -45,15 +45,14 @@ export interface FileSourceOptions {
  * Certificate files (PEM bundles, DER, PKCS#7) found by paths and globs, polled on an interval.
  * One location per file: `{source: "file", name: <absolute path as matched>}`.
  */
-export class FileSource implements Source {
-  readonly name = "file";
+export class FileSource extends PolledSource {
   /** Exposed so tests can count reads. */
   readonly reader: FileReader<FileValue>;
   readonly #groups: readonly PathGroup[];
   readonly #publisher: ScanPublisher;
-  readonly #poller: Poller;
 
   constructor(groups: PathGroup[], options: FileSourceOptions, ctx: SourceContext) {
+    super("file", options.intervalSeconds, ctx);
     this.#groups = groups;
     this.#publisher = new ScanPublisher(ctx, "file");
     this.reader = new FileReader<FileValue>(
@@ -67,22 +66,9 @@ export class FileSource implements Source {
       },
       { maxFileSize: options.maxFileSize },
     );
-    this.#poller = new Poller(this.name, options.intervalSeconds, () => this.#scan(), ctx);
   }
 
-  start(): Promise<void> {
-    return this.#poller.start();
-  }
-
-  scanOnce(): Promise<void> {
-    return this.#poller.runOnce();
-  }
-
-  stop(): Promise<void> {
-    return this.#poller.stop();
-  }
-
-  async #scan(): Promise<void> {
+  protected async scan(): Promise<void> {
     const matched = await expandPathGroups(this.#groups);
     this.reader.beginScan();
     this.#publisher.begin();

@@ -5,8 +5,8 @@ import type { PathGroup } from "../config.js";
 import { CertReadError, toReadError } from "../errors.js";
 import type { Location } from "../inventory.js";
 import { expandPathGroups, FileReader, parseCertificates, ScanPublisher, type LocationResult } from "./paths.js";
-import { Poller } from "./poller.js";
-import type { Source, SourceContext } from "./source.js";
+import { PolledSource } from "./poller.js";
+import type { SourceContext } from "./source.js";
 
 /**
  * One certificate a kubeconfig points at, keyed `clusters/<name>` or `users/<name>`: inline bytes
@@ -161,16 +161,15 @@ export interface KubeconfigSourceOptions {
  * a file that cannot be read or is not a kubeconfig is one error location with key "".
  * Referenced certificate files are read (and change-detected) like the kubeconfig itself.
  */
-export class KubeconfigSource implements Source {
-  readonly name = "kubeconfig";
+export class KubeconfigSource extends PolledSource {
   /** Exposed so tests can count reads. */
   readonly reader: FileReader<ResolvedEntry[]>;
   readonly referenceReader: FileReader<readonly CertRecord[]>;
   readonly #groups: readonly PathGroup[];
   readonly #publisher: ScanPublisher;
-  readonly #poller: Poller;
 
   constructor(groups: PathGroup[], options: KubeconfigSourceOptions, ctx: SourceContext) {
+    super("kubeconfig", options.intervalSeconds, ctx);
     this.#groups = groups;
     this.#publisher = new ScanPublisher(ctx, "kubeconfig");
     const maxFileSize = options.maxFileSize;
@@ -188,19 +187,6 @@ export class KubeconfigSource implements Source {
       { maxFileSize },
     );
     this.referenceReader = new FileReader((bytes) => parseCertificates(ctx, bytes), { maxFileSize });
-    this.#poller = new Poller(this.name, options.intervalSeconds, () => this.#scan(), ctx);
-  }
-
-  start(): Promise<void> {
-    return this.#poller.start();
-  }
-
-  scanOnce(): Promise<void> {
-    return this.#poller.runOnce();
-  }
-
-  stop(): Promise<void> {
-    return this.#poller.stop();
   }
 
   async #reference(path: string): Promise<LocationResult> {
@@ -208,7 +194,7 @@ export class KubeconfigSource implements Source {
     return outcome.kind === "value" ? outcome.value : outcome.error;
   }
 
-  async #scan(): Promise<void> {
+  protected async scan(): Promise<void> {
     const matched = await expandPathGroups(this.#groups);
     this.reader.beginScan();
     this.referenceReader.beginScan();

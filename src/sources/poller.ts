@@ -1,4 +1,5 @@
-import type { SourceContext } from "./source.js";
+import type { SourceKind } from "../inventory.js";
+import type { Source, SourceContext } from "./source.js";
 
 /**
  * Runs a source's full scan now and then every `intervalSeconds` (± jitter), recording health.
@@ -59,4 +60,30 @@ export class Poller {
       void this.runOnce().then(() => this.#schedule());
     }, Math.max(0, delay));
   }
+}
+
+/** A source whose work is one full scan, repeated every `intervalSeconds` by a Poller. */
+export abstract class PolledSource implements Source {
+  readonly name: SourceKind;
+  readonly #poller: Poller;
+
+  protected constructor(name: SourceKind, intervalSeconds: number, ctx: SourceContext) {
+    this.name = name;
+    this.#poller = new Poller(name, intervalSeconds, () => this.scan(), ctx);
+  }
+
+  start(): Promise<void> {
+    return this.#poller.start();
+  }
+
+  scanOnce(): Promise<void> {
+    return this.#poller.runOnce();
+  }
+
+  stop(): Promise<void> {
+    return this.#poller.stop();
+  }
+
+  /** One full scan; a throw marks the source down until the next scan succeeds. */
+  protected abstract scan(): Promise<void>;
 }

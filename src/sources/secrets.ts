@@ -9,7 +9,7 @@ import { locationId, type CertManagerLink, type Location, type LocationUpdate, t
 import { listJson } from "../kube/request.js";
 import { loadKubeConfig } from "../kube/client.js";
 import type { KubeApiError } from "../kube/errors.js";
-import { ListWatch, objectKey, type ListPageFn, type ListRequest, type ListWatchHandler, type ListWatchReporter } from "../kube/list-watch.js";
+import { ListWatch, listWatchPacing, objectKey, type ListPageFn, type ListRequest, type ListWatchHandler, type ListWatchReporter } from "../kube/list-watch.js";
 import { parseKubeconfig } from "./kubeconfig.js";
 import { NamespaceFilter } from "./namespaces.js";
 import type { Source, SourceContext } from "./source.js";
@@ -361,11 +361,7 @@ class SecretStream implements ListWatchHandler<SecretObject> {
       watchPath: collectionPath,
       labelSelector,
       fieldSelector,
-      pageSize: kube.pageSize,
-      resyncIntervalMs: kube.resyncInterval * 1000,
-      watchSilenceMs: kube.watchTimeout * 1000,
-      requestTimeoutMs: kube.requestTimeout * 1000,
-      backoff: { initialMs: kube.backoff.initial * 1000, maxMs: kube.backoff.max * 1000 },
+      ...listWatchPacing(kube),
       handler: this,
       reporter: source.reporter(this.id),
       log: source.ctx.log,

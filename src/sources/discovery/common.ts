@@ -4,7 +4,7 @@ import type { KubernetesConfig } from "../../config.js";
 import { CertReadError } from "../../errors.js";
 import { locationId, type Location, type SourceKind } from "../../inventory.js";
 import type { KubeApiError } from "../../kube/errors.js";
-import { ListWatch, objectKey, type ListPageFn, type ListWatchHandler, type ListWatchReporter } from "../../kube/list-watch.js";
+import { ListWatch, listWatchPacing, objectKey, type ListPageFn, type ListWatchHandler, type ListWatchReporter } from "../../kube/list-watch.js";
 import type { ProbeTarget, TargetProvider } from "../endpoints.js";
 import type { NamespaceFilter } from "../namespaces.js";
 import { SourceContext } from "../source.js";
@@ -234,11 +234,7 @@ class TargetStream<T extends KubeObject> implements ListWatchHandler<T> {
       list: o.resource.list(namespace),
       watchPath: o.resource.watchPath(namespace),
       labelSelector: o.labelSelector,
-      pageSize: kube.pageSize,
-      resyncIntervalMs: kube.resyncInterval * 1000,
-      watchSilenceMs: kube.watchTimeout * 1000,
-      requestTimeoutMs: kube.requestTimeout * 1000,
-      backoff: { initialMs: kube.backoff.initial * 1000, maxMs: kube.backoff.max * 1000 },
+      ...listWatchPacing(kube),
       handler: this,
       reporter: provider.reporter(this.id),
       log: provider.ctx.log,
