@@ -49,7 +49,29 @@ async function listen(server: Server, host: LoopbackHost): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
-function track(server: Server): { sockets: Set<Socket>; stats: { accepted: number; open: number; maxConcurrent: number } } {
+interface ConnectionStats {
+  accepted: number;
+  open: number;
+  maxConcurrent: number;
+}
+
+/** The handle of a started server: its address, its connection counts as they grow, and close(). */
+function countingServer(host: LoopbackHost, port: number, stats: ConnectionStats, close: () => Promise<void>): CountingServer {
+  return {
+    host,
+    port,
+    address: addressOf(host, port),
+    get accepted() {
+      return stats.accepted;
+    },
+    get maxConcurrent() {
+      return stats.maxConcurrent;
+    },
+    close,
+  };
+}
+
+function track(server: Server): { sockets: Set<Socket>; stats: ConnectionStats } {
   const sockets = new Set<Socket>();
   const stats = { accepted: 0, open: 0, maxConcurrent: 0 };
   server.on("connection", (socket: Socket) => {
@@ -132,25 +154,14 @@ export async function tlsServer(options: TlsServerOptions): Promise<TlsTestServe
   });
   const { sockets, stats } = track(tcp);
   const port = await listen(tcp, host);
-  return {
-    host,
-    port,
-    address: addressOf(host, port),
-    get accepted() {
-      return stats.accepted;
-    },
-    get maxConcurrent() {
-      return stats.maxConcurrent;
-    },
-    get maxHeld() {
-      return maxHeld;
-    },
-    serverNames,
-    close: () => {
-      clearTimeout(settling);
-      return closeAll(tcp, sockets);
-    },
-  };
+  const server = countingServer(host, port, stats, () => {
+    clearTimeout(settling);
+    return closeAll(tcp, sockets);
+  });
+  return Object.defineProperties(server, {
+    maxHeld: { get: () => maxHeld, enumerable: true },
+    serverNames: { value: serverNames, enumerable: true },
+  }) as TlsTestServer;
 }
 
 /** Accepts TCP and never says a word. */
@@ -158,18 +169,7 @@ export async function silentServer(host: LoopbackHost = "127.0.0.1"): Promise<Co
   const server = createNetServer(() => undefined);
   const { sockets, stats } = track(server);
   const port = await listen(server, host);
-  return {
-    host,
-    port,
-    address: addressOf(host, port),
-    get accepted() {
-      return stats.accepted;
-    },
-    get maxConcurrent() {
-      return stats.maxConcurrent;
-    },
-    close: () => closeAll(server, sockets),
-  };
+  return countingServer(host, port, stats, () => closeAll(server, sockets));
 }
 
 /** Speaks plain HTTP/1.1: answers whatever arrives with a 400, as a web server does to a ClientHello. */

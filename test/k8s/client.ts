@@ -102,41 +102,37 @@ export class RawWatch {
 
   /** Resolves with the first event (from the beginning) that satisfies `pred`. */
   waitFor(pred: (e: WatchEvent) => boolean, timeoutMs = 5000): Promise<WatchEvent> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
+    const got = () => this.events.map((x) => x.type).join(",");
+    return this.#until<WatchEvent>(
+      () => {
         const e = this.events.find(pred);
-        if (e) {
-          done();
-          resolve(e);
-        } else if (this.ended) {
-          done();
-          reject(new Error(`watch ended without the expected event; got ${this.events.map((x) => x.type).join(",")}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`timed out waiting for a watch event; got ${this.events.map((x) => x.type).join(",")}`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        this.#waiters.delete(check);
-      };
-      this.#waiters.add(check);
-      check();
-    });
+        if (e) return { value: e };
+        if (this.ended) return { error: new Error(`watch ended without the expected event; got ${got()}`) };
+        return undefined;
+      },
+      timeoutMs,
+      () => `timed out waiting for a watch event; got ${got()}`,
+    );
   }
 
   /** Resolves once the stream has ended. */
   waitEnd(timeoutMs = 5000): Promise<void> {
+    return this.#until(() => (this.ended ? { value: undefined } : undefined), timeoutMs, () => "watch did not end");
+  }
+
+  /** Settles as `outcome` says once it says anything, checked on every event; rejects after `timeoutMs`. */
+  #until<T>(outcome: () => { value: T } | { error: Error } | undefined, timeoutMs: number, timeoutMessage: () => string): Promise<T> {
     return new Promise((resolve, reject) => {
       const check = () => {
-        if (!this.ended) return;
+        const settled = outcome();
+        if (!settled) return;
         done();
-        resolve();
+        if ("error" in settled) reject(settled.error);
+        else resolve(settled.value);
       };
       const timer = setTimeout(() => {
         done();
-        reject(new Error("watch did not end"));
+        reject(new Error(timeoutMessage()));
       }, timeoutMs);
       const done = () => {
         clearTimeout(timer);
