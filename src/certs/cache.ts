@@ -39,8 +39,10 @@ class Lru<V> {
   }
 }
 
+/** Freezes a record the cache alone holds, before it is shared. */
 function frozen(record: CertRecord): CertRecord {
-  return Object.freeze({ ...record, sans: Object.freeze([...record.sans]) as string[] });
+  Object.freeze(record.sans);
+  return Object.freeze(record);
 }
 
 /**
@@ -57,11 +59,12 @@ export class ParseCache {
   readonly #entries: Lru<Entry>;
   readonly #certificates: Lru<CertRecord>;
   readonly #decode = (buf: Uint8Array, tlv: Tlv): CertRecord => {
-    const key = createHash("sha256").update(buf.subarray(tlv.start, tlv.end)).digest("base64");
-    let record = this.#certificates.get(key);
+    // The key is the certificate's SHA-256 fingerprint, which the record then reuses.
+    const fingerprint = createHash("sha256").update(buf.subarray(tlv.start, tlv.end)).digest("hex");
+    let record = this.#certificates.get(fingerprint);
     if (!record) {
-      record = frozen(decodeCertificate(buf, tlv));
-      this.#certificates.set(key, record);
+      record = frozen(decodeCertificate(buf, tlv, fingerprint));
+      this.#certificates.set(fingerprint, record);
     }
     return record;
   };

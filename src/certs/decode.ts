@@ -154,13 +154,13 @@ function subjectAltNames(buf: Uint8Array, value: Tlv): string[] {
   for (const gn of children(buf, seq)) {
     switch (gn.tag) {
       case 0x81: // [1] rfc822Name, IA5String
-        out.push("email:" + decodeString(buf, { ...gn, tag: TAG.IA5_STRING }));
+        out.push("email:" + decodeString(buf, gn));
         break;
       case 0x82: // [2] dNSName
-        out.push("DNS:" + decodeString(buf, { ...gn, tag: TAG.IA5_STRING }));
+        out.push("DNS:" + decodeString(buf, gn));
         break;
       case 0x86: // [6] uniformResourceIdentifier
-        out.push("URI:" + decodeString(buf, { ...gn, tag: TAG.IA5_STRING }));
+        out.push("URI:" + decodeString(buf, gn));
         break;
       case 0x87: // [7] iPAddress
         out.push("IP:" + formatIp(buf, gn.contentStart, gn.contentEnd));
@@ -208,8 +208,11 @@ function issuerName(buf: Uint8Array, tlv: Tlv): DecodedName {
   return name;
 }
 
-/** Decodes the Certificate element `cert` of `buf`. Throws DerError when it is not a certificate. */
-export function decodeCertificate(bytes: Uint8Array, cert: Tlv): CertRecord {
+/**
+ * Decodes the Certificate element `cert` of `bytes`; `fingerprintSha256` when the caller already
+ * hashed its DER. Throws DerError when it is not a certificate.
+ */
+export function decodeCertificate(bytes: Uint8Array, cert: Tlv, fingerprintSha256?: string): CertRecord {
   if (cert.tag !== TAG.SEQUENCE) throw new DerError("certificate: not a SEQUENCE");
   // One Buffer view for the whole certificate, rather than one per string decoded.
   const buf = asBuffer(bytes);
@@ -273,7 +276,7 @@ export function decodeCertificate(bytes: Uint8Array, cert: Tlv): CertRecord {
     serial,
     sans,
     isCA,
-    fingerprintSha256: createHash("sha256").update(buf.subarray(cert.start, cert.end)).digest("hex"),
+    fingerprintSha256: fingerprintSha256 ?? createHash("sha256").update(buf.subarray(cert.start, cert.end)).digest("hex"),
     keyAlgorithm,
     keyBits,
     signatureAlgorithm: signatureName(buf, sigAlg),

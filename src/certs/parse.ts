@@ -17,7 +17,7 @@
  */
 import { CertReadError } from "../errors.js";
 import type { CertRecord } from "./record.js";
-import { DerError, TAG, type Tlv, children, decodeOid, expect, readTlv } from "./der.js";
+import { DerError, TAG, type Tlv, asBuffer, children, decodeOid, expect, readTlv } from "./der.js";
 import { decodeCertificate } from "./decode.js";
 
 export type CertFormat = "auto" | "pem" | "der" | "pkcs7";
@@ -37,10 +37,6 @@ interface PemBlock {
 
 const BEGIN = "-----BEGIN ";
 const DASHES = "-----";
-
-function latin1(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
-}
 
 /** True when the text holds a PEM BEGIN line. */
 function looksLikePem(text: string): boolean {
@@ -98,8 +94,7 @@ function looksLikeDer(bytes: Uint8Array): boolean {
   if (bytes.length < 4 || bytes[0] !== TAG.SEQUENCE) return false;
   const len = bytes[1]!;
   let header = 2;
-  if (len === 0x80) header = 2;
-  else if (len > 0x84) return false;
+  if (len > 0x84) return false;
   else if (len > 0x80) header = 2 + (len & 0x7f);
   const inner = bytes[header];
   return inner === TAG.SEQUENCE || inner === TAG.OID;
@@ -244,7 +239,7 @@ export function parseCertificates(bytes: Uint8Array, format: CertFormat = "auto"
     return parseDer(bytes, decode);
   }
   // PEM never holds bytes above 0x7f except in surrounding text; latin1 keeps offsets byte-exact.
-  const text = latin1(bytes);
+  const text = asBuffer(bytes).toString("latin1");
   if (!looksLikePem(text)) {
     throw new CertReadError("not_pem_or_der", format === "auto" ? "neither PEM nor DER" : `not ${format === "pem" ? "PEM" : "PKCS#7"}`);
   }

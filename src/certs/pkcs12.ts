@@ -1,5 +1,6 @@
 import forge from "node-forge";
 import { CertReadError } from "../errors.js";
+import { asBuffer } from "./der.js";
 
 /**
  * The certificates (DER) of a PKCS#12 / PFX bundle, in bag order. node-forge does the decoding: it
@@ -16,7 +17,7 @@ import { CertReadError } from "../errors.js";
 export function pkcs12Certificates(bytes: Uint8Array, passphrase: string): Buffer[] {
   let asn1: forge.asn1.Asn1;
   try {
-    asn1 = forge.asn1.fromDer(forge.util.createBuffer(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("binary")), false);
+    asn1 = forge.asn1.fromDer(forge.util.createBuffer(asBuffer(bytes).toString("binary")), false);
   } catch {
     throw new CertReadError("corrupt_certificate", "not a PKCS#12 bundle: the bytes are not DER");
   }
