@@ -1,5 +1,5 @@
 import type { Inventory } from "./inventory.js";
-import { certificateRows, errorRows, type StatusRow } from "./status-page.js";
+import { certificateRows, DEFAULT_THRESHOLDS, errorRows, type StatusRow } from "./status-page.js";
 
 export interface CheckReport {
   output: string;
@@ -27,7 +27,7 @@ function locationText(row: { namespace: string; name: string; key: string }): st
 
 /** Builds `check`'s report from a scanned inventory, and the exit code its findings call for. */
 export function checkReport(inventory: Inventory, options: CheckOptions, now = Date.now() / 1000): CheckReport {
-  const certs = certificateRows(inventory, now, { warningDays: options.warnDays, criticalDays: Math.min(7, options.warnDays) });
+  const certs = certificateRows(inventory, now, { warningDays: options.warnDays, criticalDays: Math.min(DEFAULT_THRESHOLDS.criticalDays, options.warnDays) });
   const errors = errorRows(inventory);
   const due = (row: StatusRow) => row.daysLeft <= options.warnDays;
   const failing = certs.some(due) || (options.failOnError && errors.length > 0);

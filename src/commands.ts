@@ -1,7 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { checkReport } from "./check.js";
+import { DEFAULT_THRESHOLDS } from "./status-page.js";
 import { ConfigError, loadConfig, type ConfigOverrides } from "./config.js";
-import { createLogger } from "./log.js";
 import { VERSION } from "./version.js";
 
 const ENV_PREFIX = "CERT_EXPIRY_EXPORTER_";
@@ -85,7 +85,7 @@ interface CheckCliOptions extends CommonOptions {
 async function check(options: CheckCliOptions): Promise<number> {
   const config = loadConfig(options.config, { ...overrides(options), logLevel: options.logLevel ?? "warn" });
   const { Exporter } = await loadApp();
-  const exporter = await Exporter.create(config, createLogger(config.logLevel));
+  const exporter = await Exporter.create(config);
   await exporter.scanOnce();
   const report = checkReport(exporter.inventory, { warnDays: options.warnDays, format: options.output, failOnError: options.failOnError ?? false });
   process.stdout.write(report.output);
@@ -100,7 +100,7 @@ export function buildProgram(): Command {
   addCommonOptions(program.command("serve", { isDefault: true }).description("run the exporter (default)")).action(serve);
   addCommonOptions(program.command("check").description("scan once, print the certificates soonest to expire, exit 1 when any is due"))
     .addOption(new Option("-o, --output <format>", "table or json").choices(["table", "json"]).default("table"))
-    .addOption(new Option("--warn-days <days>", "exit 1 when a certificate expires within this many days").argParser(integer).default(28))
+    .addOption(new Option("--warn-days <days>", "exit 1 when a certificate expires within this many days").argParser(integer).default(DEFAULT_THRESHOLDS.warningDays))
     .option("--fail-on-error", "also exit 1 when any location cannot be read")
     .action(async (options: CheckCliOptions) => {
       process.exitCode = await check(options);

@@ -72,7 +72,7 @@ export class Inventory {
   readonly #entries = new Map<string, LocationEntry>();
   #generation = 0;
 
-  /** Grows on every change; renderers use it to know when a cached view is stale. */
+  /** Grows on every change; the Secrets benchmark times an update's arrival by it. */
   get generation(): number {
     return this.#generation;
   }
@@ -96,11 +96,11 @@ export class Inventory {
     return this.#entries.get(locationId(location));
   }
 
-  /** Removes every location of a source for which `keep` says no; returns how many went. */
-  prune(source: SourceKind, keep: (location: Location) => boolean): number {
+  /** Removes every location of a source for which `keep` (given its locationId) says no; returns how many went. */
+  prune(source: SourceKind, keep: (id: string, location: Location) => boolean): number {
     let removed = 0;
     for (const [id, entry] of this.#entries) {
-      if (entry.location.source === source && !keep(entry.location)) {
+      if (entry.location.source === source && !keep(id, entry.location)) {
         this.#entries.delete(id);
         removed++;
       }

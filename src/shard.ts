@@ -92,6 +92,6 @@ export function resolveShard(config: ShardConfig, hostname: string = process.env
   if (index >= count) {
     throw new ConfigError(`shard.index: ${index} is not below shard.count ${count}${config.index === undefined ? ` (ordinal of host name "${hostname}")` : ""}`);
   }
-  const resolved = index;
-  return { index: resolved, count, owns: (key: string) => shardOf(key, count) === resolved };
+  const shard = { index, count };
+  return { ...shard, owns: (key: string) => shardOwns(key, shard) };
 }

@@ -243,11 +243,7 @@ class ProbeRun {
     const certificates = this.#chain(socket);
     const probe = this.#probeFacts(certificates);
     probe.success = certificates.length > 0;
-    if (!probe.success) {
-      this.#end({ probe, certificates, error: { reason: "tls_error", message: "the server presented no certificate" } }, probe);
-      return;
-    }
-    this.#end({ probe, certificates }, probe);
+    this.#end({ probe, certificates, ...(probe.success ? {} : { error: { reason: "tls_error", message: "the server presented no certificate" } }) });
   }
 
   #onTlsError(err: NodeJS.ErrnoException): void {
@@ -271,7 +267,7 @@ class ProbeRun {
     probe.success = false;
     probe.reason = reason;
     probe.message = message;
-    this.#end({ probe, certificates, error: { reason, message } }, probe);
+    this.#end({ probe, certificates, error: { reason, message } });
   }
 
   /** The presented chain: from the wire, else from Node (see the module comment). */
@@ -308,9 +304,9 @@ class ProbeRun {
     };
   }
 
-  #end(result: TlsProbeResult, probe: EndpointProbe): void {
+  #end(result: TlsProbeResult): void {
     this.#phase = "done";
-    probe.durationSeconds = (performance.now() - this.#started) / 1000;
+    result.probe.durationSeconds = (performance.now() - this.#started) / 1000;
     for (const timer of this.#timers) clearTimeout(timer);
     this.#options.signal?.removeEventListener("abort", this.#onAbort);
     this.#tls?.destroy();

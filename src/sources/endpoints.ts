@@ -240,7 +240,6 @@ export class EndpointSource implements Source {
       this.#targets.set(id, fresh);
       added.push(fresh);
     }
-    this.#ctx.pruneExcept("endpoint", new Set(this.#targets.keys()));
     return added;
   }
 
@@ -294,7 +293,7 @@ export class EndpointSource implements Source {
       secureContext = await this.#secureContext(target);
     } catch (err) {
       const error = toReadError(err);
-      this.#publish(state, signal, error, failedProbe(error, 0));
+      this.#publish(state, signal, error, failedProbe(error));
       return;
     }
     const result = await probeTls({
@@ -358,7 +357,8 @@ export class EndpointSource implements Source {
   }
 }
 
-function failedProbe(error: CertReadError, durationSeconds: number): EndpointProbe {
+/** The facts of a probe that could not start (its CA or client certificate did not load). */
+function failedProbe(error: CertReadError): EndpointProbe {
   return {
     success: false,
     chainVerified: false,
@@ -366,7 +366,7 @@ function failedProbe(error: CertReadError, durationSeconds: number): EndpointPro
     hostnameMatch: false,
     tlsVersion: "",
     cipher: "",
-    durationSeconds,
+    durationSeconds: 0,
     reason: error.reason,
     message: error.message,
   };

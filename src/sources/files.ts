@@ -2,7 +2,7 @@ import type { CertRecord } from "../certs/record.js";
 import type { PathGroup } from "../config.js";
 import { CertReadError } from "../errors.js";
 import type { Location } from "../inventory.js";
-import { expandPathGroups, FileReader, parseCertificates, ScanPublisher } from "./paths.js";
+import { expandPathGroups, FileReader, ScanPublisher } from "./paths.js";
 import { PolledSource } from "./poller.js";
 import type { SourceContext } from "./source.js";
 
@@ -58,7 +58,7 @@ export class FileSource extends PolledSource {
     this.reader = new FileReader<FileValue>(
       (bytes) => {
         try {
-          return parseCertificates(ctx, bytes);
+          return ctx.cache.parse(bytes);
         } catch (err) {
           if (err instanceof CertReadError && holdsOnlyNonCertificates(err)) return null;
           throw err;

@@ -4,7 +4,7 @@ import type { CertRecord } from "../certs/record.js";
 import type { PathGroup } from "../config.js";
 import { CertReadError, toReadError } from "../errors.js";
 import type { Location } from "../inventory.js";
-import { expandPathGroups, FileReader, parseCertificates, ScanPublisher, type LocationResult } from "./paths.js";
+import { expandPathGroups, FileReader, ScanPublisher, type LocationResult } from "./paths.js";
 import { PolledSource } from "./poller.js";
 import type { SourceContext } from "./source.js";
 
@@ -179,14 +179,14 @@ export class KubeconfigSource extends PolledSource {
           if (entry.kind === "file") return { key: entry.key, file: entry.path };
           if (entry.kind === "error") return { key: entry.key, result: entry.error };
           try {
-            return { key: entry.key, result: parseCertificates(ctx, entry.bytes) };
+            return { key: entry.key, result: ctx.cache.parse(entry.bytes) };
           } catch (err) {
             return { key: entry.key, result: toReadError(err, "corrupt_certificate") };
           }
         }),
       { maxFileSize },
     );
-    this.referenceReader = new FileReader((bytes) => parseCertificates(ctx, bytes), { maxFileSize });
+    this.referenceReader = new FileReader((bytes) => ctx.cache.parse(bytes), { maxFileSize });
   }
 
   async #reference(path: string): Promise<LocationResult> {

@@ -276,12 +276,3 @@ export class ScanPublisher {
     this.#ctx.pruneExcept(this.#source, this.#seen);
   }
 }
-
-/** Parses bytes with the shared cache; every failure becomes a CertReadError (thrown). */
-export function parseCertificates(ctx: SourceContext, bytes: Uint8Array): readonly CertRecord[] {
-  try {
-    return ctx.cache.parse(bytes);
-  } catch (err) {
-    throw toReadError(err, "corrupt_certificate");
-  }
-}

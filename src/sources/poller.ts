@@ -2,23 +2,21 @@ import type { SourceKind } from "../inventory.js";
 import type { Source, SourceContext } from "./source.js";
 
 /**
- * Runs a source's full scan now and then every `intervalSeconds` (± jitter), recording health.
+ * Runs a source's full scan now and then every `intervalSeconds`, recording health.
  * Scans never overlap: the next one is scheduled only after the previous one ended.
  */
 export class Poller {
   readonly #name: string;
   readonly #intervalMs: number;
-  readonly #jitter: number;
   readonly #scan: () => Promise<void>;
   readonly #ctx: SourceContext;
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #stopped = false;
 
-  constructor(name: string, intervalSeconds: number, scan: () => Promise<void>, ctx: SourceContext, jitter = 0) {
+  constructor(name: string, intervalSeconds: number, scan: () => Promise<void>, ctx: SourceContext) {
     this.#name = name;
     this.#intervalMs = intervalSeconds * 1000;
-    this.#jitter = jitter;
     this.#scan = scan;
     this.#ctx = ctx;
     ctx.health.register(name);
@@ -54,11 +52,9 @@ export class Poller {
 
   #schedule(): void {
     if (this.#stopped) return;
-    const spread = this.#intervalMs * this.#jitter;
-    const delay = this.#intervalMs + (Math.random() * 2 - 1) * spread;
     this.#timer = setTimeout(() => {
       void this.runOnce().then(() => this.#schedule());
-    }, Math.max(0, delay));
+    }, this.#intervalMs);
   }
 }
 

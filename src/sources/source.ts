@@ -62,8 +62,7 @@ export class SourceContext {
 
   /** Removes every location of `source` not in `seen` (ids from locationId). */
   pruneExcept(source: SourceKind, seen: ReadonlySet<string>): void {
-    this.inventory.prune(source, (location) => {
-      const id = locationId(location);
+    this.inventory.prune(source, (id) => {
       if (seen.has(id)) return true;
       this.#loggedReason.delete(id);
       return false;

@@ -2,7 +2,7 @@ import { isIP } from "node:net";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { KubernetesConfig } from "../../config.js";
 import { CertReadError } from "../../errors.js";
-import { locationId, type Location, type SourceKind } from "../../inventory.js";
+import { locationId, type Location } from "../../inventory.js";
 import type { KubeApiError } from "../../kube/errors.js";
 import { ListWatch, listWatchPacing, objectKey, type ListPageFn, type ListWatchHandler, type ListWatchReporter } from "../../kube/list-watch.js";
 import type { ProbeTarget, TargetProvider } from "../endpoints.js";
@@ -17,9 +17,7 @@ export interface KubeObject {
 /**
  * The context of the endpoint source when discovery is on. A discovery scope that the API server
  * refuses (403) is an error location of the endpoint source, `{source: "endpoint", namespace, name:
- * "", key: <resource>}` (`name` is never empty for a probed target, so the two cannot collide). The
- * endpoint source removes every endpoint location that is not one of its targets whenever its targets
- * change; this context keeps the scope errors through that.
+ * "", key: <resource>}` (`name` is never empty for a probed target, so the two cannot collide).
  */
 export class DiscoveryContext extends SourceContext {
   /** Scope error locations by id, with the refusals (by stream and verb) that hold them. */
@@ -27,13 +25,6 @@ export class DiscoveryContext extends SourceContext {
 
   constructor(base: SourceContext) {
     super(base.inventory, base.cache, base.health, base.log, base.shard);
-  }
-
-  override pruneExcept(source: SourceKind, seen: ReadonlySet<string>): void {
-    if (source !== "endpoint" || this.#refusals.size === 0) return super.pruneExcept(source, seen);
-    const keep = new Set(seen);
-    for (const id of this.#refusals.keys()) keep.add(id);
-    super.pruneExcept(source, keep);
   }
 
   /**
