@@ -59,24 +59,8 @@ export class KubeApiError extends Error {
     return new KubeApiError(0, typeof e?.message === "string" ? e.message : String(err), code);
   }
 
-  /**
-   * Anything a request threw: client-node's ApiException (`code`, `body`, `headers`), node-fetch's
-   * FetchError (network), an AbortError (our request timeout) or a KubeApiError already.
-   */
+  /** Anything a request threw: a KubeApiError already, or a network, abort or client-configuration error. */
   static from(err: unknown): KubeApiError {
-    if (err instanceof KubeApiError) return err;
-    const e = err as { code?: unknown; body?: unknown; headers?: Record<string, string> };
-    if (typeof e?.code === "number" && e.code >= 100) {
-      let body = e.body;
-      if (typeof body === "string") {
-        try {
-          body = JSON.parse(body);
-        } catch {
-          body = undefined;
-        }
-      }
-      return KubeApiError.fromStatus(e.code, body, e.headers?.["retry-after"]);
-    }
-    return KubeApiError.fromNetwork(err);
+    return err instanceof KubeApiError ? err : KubeApiError.fromNetwork(err);
   }
 }

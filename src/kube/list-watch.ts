@@ -2,27 +2,15 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import type { KubernetesConfig } from "../config.js";
 import type { Logger } from "../log.js";
 import { KubeApiError } from "./errors.js";
+import { listJson } from "./request.js";
 import { openWatch, type WatchStream } from "./watch.js";
 
-/** One LIST request: a page of at most `limit` objects, from `continueToken` on. */
-export interface ListRequest {
-  limit: number;
-  continueToken?: string;
-  labelSelector?: string;
-  fieldSelector?: string;
-  /** Aborts the request (stop, or the request timeout). */
-  signal: AbortSignal;
-}
-
-export interface ListPage<T> {
+interface ListPage<T> {
   items: readonly T[];
   resourceVersion: string;
   /** Absent or "" on the last page. */
   continueToken?: string;
 }
-
-/** Fetches one page; throws what the client throws (ApiException, FetchError, AbortError). */
-export type ListPageFn<T> = (request: ListRequest) => Promise<ListPage<T>>;
 
 /** What the consumer of a list-and-watch does with what arrives. Calls never overlap. */
 export interface ListWatchHandler<T> {
@@ -63,9 +51,8 @@ export interface ListWatchOptions<T> {
   /** Names this stream in logs, e.g. `secrets namespace=a fieldSelector=type=kubernetes.io/tls`. */
   description: string;
   kubeConfig: KubeConfig;
-  list: ListPageFn<T>;
-  /** The collection path to watch, e.g. /api/v1/namespaces/a/secrets or /api/v1/secrets. */
-  watchPath: string;
+  /** The collection listed (as plain JSON, src/kube/request.ts) and watched, e.g. /api/v1/namespaces/a/secrets or /api/v1/secrets. */
+  path: string;
   labelSelector?: string;
   fieldSelector?: string;
   /** Objects per LIST page. */
@@ -301,7 +288,9 @@ export class ListWatch<T extends ObjectMeta> {
     this.#listAborts.add(abort);
     const timer = setTimeout(() => abort.abort(), o.requestTimeoutMs);
     try {
-      return await o.list({ limit: o.pageSize, continueToken, labelSelector: o.labelSelector, fieldSelector: o.fieldSelector, signal: abort.signal });
+      const query = { limit: String(o.pageSize), continue: continueToken, labelSelector: o.labelSelector, fieldSelector: o.fieldSelector };
+      const page = await listJson<T>(o.kubeConfig, o.path, query, abort.signal);
+      return { items: page.items, resourceVersion: page.metadata?.resourceVersion ?? "", continueToken: page.metadata?.continue };
     } finally {
       clearTimeout(timer);
       this.#listAborts.delete(abort);
@@ -385,7 +374,7 @@ export class ListWatch<T extends ObjectMeta> {
       // The server ends the watch by itself within its own bound (a random 5–10 min, as client-go asks).
       const timeoutSeconds = String(Math.round(300 + Math.random() * 300));
       const query = { resourceVersion: rv, allowWatchBookmarks: "true", labelSelector: o.labelSelector, fieldSelector: o.fieldSelector, timeoutSeconds };
-      openWatch(o.kubeConfig, o.watchPath, query, {
+      openWatch(o.kubeConfig, o.path, query, {
         onOpen: () => {
           if (done) return;
           this.#watchRefusals = 0;

@@ -6,10 +6,9 @@ import type { CertRecord } from "../certs/record.js";
 import type { KubernetesConfig, SecretRule, SecretsConfig } from "../config.js";
 import { CertReadError, toReadError } from "../errors.js";
 import { locationId, type CertManagerLink, type Location, type LocationUpdate, type Thresholds } from "../inventory.js";
-import { listJson } from "../kube/request.js";
 import { loadKubeConfig } from "../kube/client.js";
 import type { KubeApiError } from "../kube/errors.js";
-import { ListWatch, listWatchPacing, objectKey, type ListPageFn, type ListRequest, type ListWatchHandler, type ListWatchReporter } from "../kube/list-watch.js";
+import { ListWatch, listWatchPacing, objectKey, type ListWatchHandler, type ListWatchReporter } from "../kube/list-watch.js";
 import { parseKubeconfig } from "./kubeconfig.js";
 import { NamespaceFilter } from "./namespaces.js";
 import type { Source, SourceContext } from "./source.js";
@@ -349,16 +348,10 @@ class SecretStream implements ListWatchHandler<SecretObject> {
     const kube = source.kubernetes;
     const ns = spec.namespace;
     const collectionPath = ns === undefined ? "/api/v1/secrets" : `/api/v1/namespaces/${encodeURIComponent(ns)}/secrets`;
-    const list: ListPageFn<SecretObject> = async (r: ListRequest) => {
-      const query = { limit: String(r.limit), continue: r.continueToken, labelSelector: r.labelSelector, fieldSelector: r.fieldSelector };
-      const page = await listJson<SecretObject>(source.kubeConfig, collectionPath, query, r.signal);
-      return { items: page.items, resourceVersion: page.metadata?.resourceVersion ?? "", continueToken: page.metadata?.continue };
-    };
     this.listWatch = new ListWatch<SecretObject>({
       description: this.id,
       kubeConfig: source.kubeConfig,
-      list,
-      watchPath: collectionPath,
+      path: collectionPath,
       labelSelector,
       fieldSelector,
       ...listWatchPacing(kube),

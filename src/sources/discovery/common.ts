@@ -4,12 +4,12 @@ import type { KubernetesConfig } from "../../config.js";
 import { CertReadError } from "../../errors.js";
 import { locationId, type Location } from "../../inventory.js";
 import type { KubeApiError } from "../../kube/errors.js";
-import { ListWatch, listWatchPacing, objectKey, type ListPageFn, type ListWatchHandler, type ListWatchReporter } from "../../kube/list-watch.js";
+import { ListWatch, listWatchPacing, objectKey, type ListWatchHandler, type ListWatchReporter } from "../../kube/list-watch.js";
 import type { ProbeTarget, TargetProvider } from "../endpoints.js";
 import type { NamespaceFilter } from "../namespaces.js";
 import { SourceContext } from "../source.js";
 
-/** What discovery reads of any object: list items (client-node models) and watch objects (raw JSON) both fit. */
+/** What discovery reads of any object, as the API server's JSON has it. */
 export interface KubeObject {
   metadata?: { name?: string; namespace?: string; resourceVersion?: string; annotations?: Record<string, string> | null };
 }
@@ -61,21 +61,19 @@ export function hostPort(host: string, port: number): string {
 }
 
 /** One Kubernetes resource that discovery lists and watches. */
-export interface DiscoveredResource<T> {
+export interface DiscoveredResource {
   /** Plural, as in RBAC: `ingresses`, `services`, `nodes`. Also the key of a scope error location. */
   resource: string;
   /** API group, "" for the core group. */
   group: string;
-  /** Pages of the list, in one namespace or (undefined) across the cluster. */
-  list(namespace: string | undefined): ListPageFn<T>;
-  /** The collection path to watch, in one namespace or (undefined) across the cluster. */
-  watchPath(namespace: string | undefined): string;
+  /** The collection path to list and watch, in one namespace or (undefined) across the cluster. */
+  path(namespace: string | undefined): string;
 }
 
 export interface KubeTargetProviderOptions<T> {
   /** The provider's name: its health `source` label and its config key under sources.discovery. */
   name: string;
-  resource: DiscoveredResource<T>;
+  resource: DiscoveredResource;
   kubeConfig: KubeConfig;
   kubernetes: KubernetesConfig;
   /** Namespaced resources: the namespaces read. Absent: a cluster-scoped resource (nodes). */
@@ -222,8 +220,7 @@ class TargetStream<T extends KubeObject> implements ListWatchHandler<T> {
     this.listWatch = new ListWatch<T>({
       description: this.id,
       kubeConfig: o.kubeConfig,
-      list: o.resource.list(namespace),
-      watchPath: o.resource.watchPath(namespace),
+      path: o.resource.path(namespace),
       labelSelector: o.labelSelector,
       ...listWatchPacing(kube),
       handler: this,

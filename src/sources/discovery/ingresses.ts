@@ -1,7 +1,5 @@
-import { NetworkingV1Api, type KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { DiscoveryConfig, KubernetesConfig } from "../../config.js";
-import { withSignal } from "../../kube/abortable.js";
-import type { ListPageFn, ListRequest } from "../../kube/list-watch.js";
 import type { ProbeTarget } from "../endpoints.js";
 import { NamespaceFilter } from "../namespaces.js";
 import { dialHost, DiscoveryContext, KubeTargetProvider, ObjectWarnings, type KubeObject } from "./common.js";
@@ -53,7 +51,6 @@ export function ingressTargets(ingress: IngressObject, options: IngressTargetOpt
 
 /** Ingresses, through list-and-watch: `sources.discovery.ingresses`. */
 export function ingressProvider(config: DiscoveryConfig["ingresses"], kubernetes: KubernetesConfig, kubeConfig: KubeConfig, ctx: DiscoveryContext): KubeTargetProvider<IngressObject> {
-  const api = kubeConfig.makeApiClient(NetworkingV1Api);
   const warnings = new ObjectWarnings(ctx);
   const options: IngressTargetOptions = { port: config.port, ...(config.caFile ? { caFile: config.caFile } : {}) };
   return new KubeTargetProvider<IngressObject>(
@@ -62,15 +59,7 @@ export function ingressProvider(config: DiscoveryConfig["ingresses"], kubernetes
       resource: {
         resource: "ingresses",
         group: "networking.k8s.io",
-        list: (namespace): ListPageFn<IngressObject> => async (r: ListRequest) => {
-          const params = { limit: r.limit, _continue: r.continueToken, labelSelector: r.labelSelector, fieldSelector: r.fieldSelector };
-          const page =
-            namespace === undefined
-              ? await api.listIngressForAllNamespaces(params, withSignal(r.signal))
-              : await api.listNamespacedIngress({ namespace, ...params }, withSignal(r.signal));
-          return { items: page.items, resourceVersion: page.metadata?.resourceVersion ?? "", continueToken: page.metadata?._continue };
-        },
-        watchPath: (namespace) => (namespace === undefined ? "/apis/networking.k8s.io/v1/ingresses" : `/apis/networking.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/ingresses`),
+        path: (namespace) => (namespace === undefined ? "/apis/networking.k8s.io/v1/ingresses" : `/apis/networking.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/ingresses`),
       },
       kubeConfig,
       kubernetes,

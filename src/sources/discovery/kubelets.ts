@@ -1,7 +1,5 @@
-import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { DiscoveryConfig, KubernetesConfig } from "../../config.js";
-import { withSignal } from "../../kube/abortable.js";
-import type { ListPageFn, ListRequest } from "../../kube/list-watch.js";
 import type { ProbeTarget } from "../endpoints.js";
 import { dialHost, DiscoveryContext, KubeTargetProvider, ObjectWarnings, type KubeObject } from "./common.js";
 
@@ -36,7 +34,6 @@ export function kubeletTargets(node: NodeObject, options: KubeletTargetOptions, 
 
 /** Every Node's kubelet, through list-and-watch of Nodes: `sources.discovery.kubelets`. */
 export function kubeletProvider(config: DiscoveryConfig["kubelets"], kubernetes: KubernetesConfig, kubeConfig: KubeConfig, ctx: DiscoveryContext): KubeTargetProvider<NodeObject> {
-  const api = kubeConfig.makeApiClient(CoreV1Api);
   const warnings = new ObjectWarnings(ctx);
   const options: KubeletTargetOptions = { port: config.port, ...(config.caFile ? { caFile: config.caFile } : {}) };
   return new KubeTargetProvider<NodeObject>(
@@ -45,11 +42,7 @@ export function kubeletProvider(config: DiscoveryConfig["kubelets"], kubernetes:
       resource: {
         resource: "nodes",
         group: "",
-        list: (): ListPageFn<NodeObject> => async (r: ListRequest) => {
-          const page = await api.listNode({ limit: r.limit, _continue: r.continueToken, labelSelector: r.labelSelector, fieldSelector: r.fieldSelector }, withSignal(r.signal));
-          return { items: page.items, resourceVersion: page.metadata?.resourceVersion ?? "", continueToken: page.metadata?._continue };
-        },
-        watchPath: () => "/api/v1/nodes",
+        path: () => "/api/v1/nodes",
       },
       kubeConfig,
       kubernetes,

@@ -1,7 +1,5 @@
-import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { DiscoveryConfig, KubernetesConfig } from "../../config.js";
-import { withSignal } from "../../kube/abortable.js";
-import type { ListPageFn, ListRequest } from "../../kube/list-watch.js";
 import type { ProbeTarget } from "../endpoints.js";
 import { NamespaceFilter } from "../namespaces.js";
 import { dialHost, DiscoveryContext, KubeTargetProvider, ObjectWarnings, type KubeObject } from "./common.js";
@@ -72,7 +70,6 @@ export function serviceTargets(service: ServiceObject, options: ServiceTargetOpt
 
 /** Annotated Services, through list-and-watch: `sources.discovery.services`. */
 export function serviceProvider(config: DiscoveryConfig["services"], kubernetes: KubernetesConfig, kubeConfig: KubeConfig, ctx: DiscoveryContext): KubeTargetProvider<ServiceObject> {
-  const api = kubeConfig.makeApiClient(CoreV1Api);
   const warnings = new ObjectWarnings(ctx);
   const options: ServiceTargetOptions = config.caFile ? { caFile: config.caFile } : {};
   return new KubeTargetProvider<ServiceObject>(
@@ -81,15 +78,7 @@ export function serviceProvider(config: DiscoveryConfig["services"], kubernetes:
       resource: {
         resource: "services",
         group: "",
-        list: (namespace): ListPageFn<ServiceObject> => async (r: ListRequest) => {
-          const params = { limit: r.limit, _continue: r.continueToken, labelSelector: r.labelSelector, fieldSelector: r.fieldSelector };
-          const page =
-            namespace === undefined
-              ? await api.listServiceForAllNamespaces(params, withSignal(r.signal))
-              : await api.listNamespacedService({ namespace, ...params }, withSignal(r.signal));
-          return { items: page.items, resourceVersion: page.metadata?.resourceVersion ?? "", continueToken: page.metadata?._continue };
-        },
-        watchPath: (namespace) => (namespace === undefined ? "/api/v1/services" : `/api/v1/namespaces/${encodeURIComponent(namespace)}/services`),
+        path: (namespace) => (namespace === undefined ? "/api/v1/services" : `/api/v1/namespaces/${encodeURIComponent(namespace)}/services`),
       },
       kubeConfig,
       kubernetes,
