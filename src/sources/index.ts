@@ -17,9 +17,9 @@ export async function createSources(config: Config, ctx: SourceContext): Promise
     sources.push(new KubeconfigSource(kubeconfigs, { intervalSeconds: config.intervals.kubeconfigs, maxFileSize: config.limits.maxFileSize }, ctx));
   }
   const discovering = Object.values(discovery).some((kind) => kind.enabled);
-  const kubernetes = secrets.enabled || discovering ? await import("./kubernetes.js") : undefined;
-  if (secrets.enabled && kubernetes) sources.push(kubernetes.secretsSource(config, ctx));
-  const found = discovering && kubernetes ? kubernetes.discoveryProviders(config, ctx) : undefined;
+  const kubernetes = secrets.enabled || discovering ? (await import("./kubernetes.js")).kubernetesSources(config, ctx) : {};
+  if (kubernetes.secrets) sources.push(kubernetes.secrets);
+  const found = kubernetes.discovery;
   if (endpoints.length || found) {
     const { timeout, connectTimeout, concurrency, jitter } = config.probe;
     const options = { intervalSeconds: config.intervals.endpoints, jitter, concurrency, timeout, connectTimeout };

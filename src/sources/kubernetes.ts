@@ -12,24 +12,28 @@ import type { SourceContext } from "./source.js";
 
 /** Everything that talks to the Kubernetes API; loaded only when the configuration asks for it. */
 
-export function secretsSource(config: Config, ctx: SourceContext): SecretsSource {
-  return new SecretsSource({ secrets: config.sources.secrets, kubernetes: config.kubernetes }, ctx);
+export interface KubernetesSources {
+  secrets?: SecretsSource;
+  /** Endpoint discovery, with the context the endpoint source then runs in (it keeps discovery's scope errors). */
+  discovery?: { ctx: DiscoveryContext; providers: TargetProvider[] };
 }
 
-/**
- * The endpoint discovery that `sources.discovery` turns on, with the context the endpoint source
- * then runs in (it keeps discovery's scope errors).
- */
-export function discoveryProviders(config: Config, base: SourceContext): { ctx: DiscoveryContext; providers: TargetProvider[] } {
-  const { ingresses, services, apiServer, kubelets } = config.sources.discovery;
-  const ctx = new DiscoveryContext(base);
+/** The Secrets source and the endpoint discovery the configuration turns on, sharing one client configuration. */
+export function kubernetesSources(config: Config, base: SourceContext): KubernetesSources {
+  const { secrets, discovery } = config.sources;
   const kube = config.kubernetes;
   let kubeConfig: KubeConfig | undefined;
   const kc = () => (kubeConfig ??= loadKubeConfig({ kubeconfig: kube.kubeconfig, context: kube.context }));
+  const out: KubernetesSources = {};
+  if (secrets.enabled) out.secrets = new SecretsSource({ secrets, kubernetes: kube, kubeConfig: kc() }, base);
+  const { ingresses, services, apiServer, kubelets } = discovery;
+  if (![ingresses, services, apiServer, kubelets].some((kind) => kind.enabled)) return out;
+  const ctx = new DiscoveryContext(base);
   const providers: TargetProvider[] = [];
   if (apiServer.enabled) providers.push(new ApiServerTarget(kc(), ctx.log));
   if (ingresses.enabled) providers.push(ingressProvider(ingresses, kube, kc(), ctx));
   if (services.enabled) providers.push(serviceProvider(services, kube, kc(), ctx));
   if (kubelets.enabled) providers.push(kubeletProvider(kubelets, kube, kc(), ctx));
-  return { ctx, providers };
+  out.discovery = { ctx, providers };
+  return out;
 }
