@@ -132,11 +132,6 @@ export class ListWatch<T extends ObjectMeta> {
     this.#firstSync = { promise, resolve };
   }
 
-  /** True once the first full list completed (or was refused with 403). */
-  get synced(): boolean {
-    return this.#synced;
-  }
-
   /** Starts the loop; resolves after the first full list (or a 403 on it). */
   start(): Promise<void> {
     this.#stopped = false;

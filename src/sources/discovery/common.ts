@@ -118,11 +118,6 @@ export class KubeTargetProvider<T extends KubeObject> implements TargetProvider 
     ctx.health.register(this.name);
   }
 
-  /** The list-and-watch scopes (namespaces; undefined: the cluster), for tests and logs. */
-  get scopes(): (string | undefined)[] {
-    return this.#streams.map((s) => s.namespace);
-  }
-
   async start(onChange: (targets: readonly ProbeTarget[]) => void): Promise<void> {
     this.#onChange = onChange;
     const started = performance.now();
