@@ -64,3 +64,19 @@ export class KubeApiError extends Error {
     return err instanceof KubeApiError ? err : KubeApiError.fromNetwork(err);
   }
 }
+
+/**
+ * The text of a 403 on a list or watch: what was refused, where, and the grant that fixes it.
+ * `includeKey` is the config key whose literal namespaces avoid cluster-wide access; absent for a
+ * cluster-scoped resource.
+ */
+export function missingPermission(verb: "list" | "watch", what: string, namespace: string | undefined, includeKey: string | undefined, error: KubeApiError): string {
+  const where = namespace === undefined ? "at the cluster scope" : `in the namespace "${namespace}"`;
+  const grant =
+    namespace !== undefined
+      ? `grant list and watch on ${what} with a Role in "${namespace}"`
+      : includeKey === undefined
+        ? `grant list and watch on ${what} with a ClusterRole`
+        : `grant list and watch on ${what} with a ClusterRole, or name the namespaces literally in ${includeKey} to read them one by one`;
+  return `missing permission: cannot ${verb} ${what} ${where}; ${grant} (API server: ${error.message})`;
+}

@@ -23,7 +23,7 @@ export async function createSources(config: Config, ctx: SourceContext): Promise
   if (endpoints.length || found) {
     const { timeout, connectTimeout, concurrency, jitter } = config.probe;
     const options = { intervalSeconds: config.intervals.endpoints, jitter, concurrency, timeout, connectTimeout };
-    sources.push(new EndpointSource(endpoints, options, found?.ctx ?? ctx, found?.providers));
+    sources.push(new EndpointSource(endpoints, options, ctx, found));
   }
   return sources;
 }

@@ -2,7 +2,6 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import type { Config } from "../config.js";
 import { loadKubeConfig } from "../kube/client.js";
 import { ApiServerTarget } from "./discovery/apiserver.js";
-import { DiscoveryContext } from "./discovery/common.js";
 import { ingressProvider } from "./discovery/ingresses.js";
 import { kubeletProvider } from "./discovery/kubelets.js";
 import { serviceProvider } from "./discovery/services.js";
@@ -14,26 +13,25 @@ import type { SourceContext } from "./source.js";
 
 export interface KubernetesSources {
   secrets?: SecretsSource;
-  /** Endpoint discovery, with the context the endpoint source then runs in (it keeps discovery's scope errors). */
-  discovery?: { ctx: DiscoveryContext; providers: TargetProvider[] };
+  /** Endpoint discovery's target providers, for the endpoint source. */
+  discovery?: TargetProvider[];
 }
 
 /** The Secrets source and the endpoint discovery the configuration turns on, sharing one client configuration. */
-export function kubernetesSources(config: Config, base: SourceContext): KubernetesSources {
+export function kubernetesSources(config: Config, ctx: SourceContext): KubernetesSources {
   const { secrets, discovery } = config.sources;
   const kube = config.kubernetes;
   let kubeConfig: KubeConfig | undefined;
   const kc = () => (kubeConfig ??= loadKubeConfig({ kubeconfig: kube.kubeconfig, context: kube.context }));
   const out: KubernetesSources = {};
-  if (secrets.enabled) out.secrets = new SecretsSource({ secrets, kubernetes: kube, kubeConfig: kc() }, base);
+  if (secrets.enabled) out.secrets = new SecretsSource({ secrets, kubernetes: kube, kubeConfig: kc() }, ctx);
   const { ingresses, services, apiServer, kubelets } = discovery;
   if (![ingresses, services, apiServer, kubelets].some((kind) => kind.enabled)) return out;
-  const ctx = new DiscoveryContext(base);
   const providers: TargetProvider[] = [];
   if (apiServer.enabled) providers.push(new ApiServerTarget(kc(), ctx.log));
   if (ingresses.enabled) providers.push(ingressProvider(ingresses, kube, kc(), ctx));
   if (services.enabled) providers.push(serviceProvider(services, kube, kc(), ctx));
   if (kubelets.enabled) providers.push(kubeletProvider(kubelets, kube, kc(), ctx));
-  out.discovery = { ctx, providers };
+  out.discovery = providers;
   return out;
 }

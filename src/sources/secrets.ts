@@ -5,9 +5,9 @@ import { pkcs12Certificates } from "../certs/pkcs12.js";
 import type { CertRecord } from "../certs/record.js";
 import type { KubernetesConfig, SecretRule, SecretsConfig } from "../config.js";
 import { CertReadError, toReadError } from "../errors.js";
-import { locationId, type CertManagerLink, type Location, type LocationUpdate, type Thresholds } from "../inventory.js";
+import type { CertManagerLink, LocationUpdate, Thresholds } from "../inventory.js";
 import { loadKubeConfig } from "../kube/client.js";
-import type { KubeApiError } from "../kube/errors.js";
+import { missingPermission, type KubeApiError } from "../kube/errors.js";
 import { ListWatch, listWatchPacing, objectKey, type ListWatchHandler, type ListWatchReporter } from "../kube/list-watch.js";
 import { parseKubeconfig } from "./kubeconfig.js";
 import { NamespaceFilter } from "./namespaces.js";
@@ -87,7 +87,6 @@ export class SecretsSource implements Source {
   readonly #namespaces: NamespaceFilter;
   readonly #streams: SecretStream[];
   /** Error locations of scopes that cannot be read, by location id → stream ids refused there. */
-  readonly #forbidden = new Map<string, Map<string, string>>();
   /** Invalid annotation values already logged, `ns/name\0annotation\0value`. */
   readonly #loggedAnnotations = new Set<string>();
   readonly #failing = new Set<string>();
@@ -180,23 +179,9 @@ export class SecretsSource implements Source {
     };
   }
 
-  setForbidden(streamId: string, namespace: string | undefined, message: string | undefined): void {
-    const location: Location = { source: "secret", namespace: namespace ?? "", name: "", key: "" };
-    const id = locationId(location);
-    const refusals = this.#forbidden.get(id) ?? new Map<string, string>();
-    if (message === undefined) {
-      if (!refusals.delete(streamId)) return;
-    } else {
-      if (refusals.get(streamId) === message) return;
-      refusals.set(streamId, message);
-    }
-    if (refusals.size === 0) {
-      this.#forbidden.delete(id);
-      this.#ctx.remove(location);
-      return;
-    }
-    this.#forbidden.set(id, refusals);
-    this.#ctx.publish(location, new CertReadError("forbidden", [...refusals.values()][0]!));
+  /** A refusal of a stream's scope, on the namespace's error location (`name` "": no Secret has it). */
+  setForbidden(refusal: string, namespace: string | undefined, message: string | undefined): void {
+    this.#ctx.setRefusal({ source: "secret", namespace: namespace ?? "", name: "", key: "" }, refusal, message);
   }
 
   /** Which data keys of a Secret are read, with the rule that reads each; sorted by key. */
@@ -379,12 +364,7 @@ class SecretStream implements ListWatchHandler<SecretObject> {
 
   forbidden(verb: "list" | "watch", error: KubeApiError): void {
     const ns = this.spec.namespace;
-    const where = ns === undefined ? "at the cluster scope" : `in the namespace "${ns}"`;
-    const grant =
-      ns === undefined
-        ? "grant list and watch on secrets with a ClusterRole, or name the namespaces literally in sources.secrets.namespaces.include to read them one by one"
-        : `grant list and watch on secrets with a Role in "${ns}"`;
-    const message = `missing permission: cannot ${verb} secrets ${where}; ${grant} (API server: ${error.message})`;
+    const message = missingPermission(verb, "secrets", ns, "sources.secrets.namespaces.include", error);
     if (verb === "list") {
       // Nothing here can be read: what was read before is no longer current.
       for (const key of [...this.#objects.keys()]) this.#drop(key);

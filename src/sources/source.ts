@@ -30,6 +30,8 @@ export class SourceContext {
   readonly shard: Shard;
   /** Last reason logged per location, so a persistent error is logged once, not every scan. */
   readonly #loggedReason = new Map<string, string>();
+  /** The refusals holding each scope error location, by what was refused. */
+  readonly #refusals = new Map<string, Map<string, string>>();
 
   constructor(inventory: Inventory, cache: ParseCache, health: Health, log: Logger, shard: Shard = UNSHARDED) {
     this.inventory = inventory;
@@ -53,6 +55,29 @@ export class SourceContext {
     }
     if (this.#loggedReason.delete(id)) this.log.info({ ...location }, "certificates readable again");
     this.inventory.replace(location, { ...extra, certificates: result });
+  }
+
+  /**
+   * Records (message) or clears (undefined) one refusal (a 403) of a Kubernetes scope. The scope's
+   * `forbidden` error location stands while any refusal of it does, with the first one's message;
+   * publish logs it once, not on every retry.
+   */
+  setRefusal(location: Location, refusal: string, message: string | undefined): void {
+    const id = locationId(location);
+    const refusals = this.#refusals.get(id) ?? new Map<string, string>();
+    if (message === undefined) {
+      if (!refusals.delete(refusal)) return;
+    } else {
+      if (refusals.get(refusal) === message) return;
+      refusals.set(refusal, message);
+    }
+    if (refusals.size === 0) {
+      this.#refusals.delete(id);
+      this.remove(location);
+      return;
+    }
+    this.#refusals.set(id, refusals);
+    this.publish(location, new CertReadError("forbidden", [...refusals.values()][0]!));
   }
 
   remove(location: Location): void {

@@ -1,9 +1,8 @@
 import { isIP } from "node:net";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { KubernetesConfig } from "../../config.js";
-import { CertReadError } from "../../errors.js";
-import { locationId, type Location } from "../../inventory.js";
-import type { KubeApiError } from "../../kube/errors.js";
+import type { Location } from "../../inventory.js";
+import { missingPermission, type KubeApiError } from "../../kube/errors.js";
 import { ListWatch, listWatchPacing, objectKey, type ListWatchHandler, type ListWatchReporter } from "../../kube/list-watch.js";
 import type { ProbeTarget, TargetProvider } from "../endpoints.js";
 import type { NamespaceFilter } from "../namespaces.js";
@@ -12,42 +11,6 @@ import { SourceContext } from "../source.js";
 /** What discovery reads of any object, as the API server's JSON has it. */
 export interface KubeObject {
   metadata?: { name?: string; namespace?: string; resourceVersion?: string; annotations?: Record<string, string> | null };
-}
-
-/**
- * The context of the endpoint source when discovery is on. A discovery scope that the API server
- * refuses (403) is an error location of the endpoint source, `{source: "endpoint", namespace, name:
- * "", key: <resource>}` (`name` is never empty for a probed target, so the two cannot collide).
- */
-export class DiscoveryContext extends SourceContext {
-  /** Scope error locations by id, with the refusals (by stream and verb) that hold them. */
-  readonly #refusals = new Map<string, { location: Location; messages: Map<string, string> }>();
-
-  constructor(base: SourceContext) {
-    super(base.inventory, base.cache, base.health, base.log, base.shard);
-  }
-
-  /**
-   * Records (message) or clears (undefined) one refusal of a scope. The scope's error location
-   * exists while any refusal does; SourceContext.publish logs it once, not on every retry.
-   */
-  setRefusal(location: Location, refusal: string, message: string | undefined): void {
-    const id = locationId(location);
-    const entry = this.#refusals.get(id) ?? { location, messages: new Map<string, string>() };
-    if (message === undefined) {
-      if (!entry.messages.delete(refusal)) return;
-    } else {
-      if (entry.messages.get(refusal) === message) return;
-      entry.messages.set(refusal, message);
-    }
-    if (entry.messages.size === 0) {
-      this.#refusals.delete(id);
-      this.remove(location);
-      return;
-    }
-    this.#refusals.set(id, entry);
-    this.publish(location, new CertReadError("forbidden", [...entry.messages.values()][0]!));
-  }
 }
 
 /** `host` for connecting: IPv6 literals in brackets, so that `splitHostPort` reads them unambiguously. */
@@ -99,14 +62,14 @@ export interface KubeTargetProviderOptions<T> {
 export class KubeTargetProvider<T extends KubeObject> implements TargetProvider {
   readonly name: string;
   readonly #o: KubeTargetProviderOptions<T>;
-  readonly #ctx: DiscoveryContext;
+  readonly #ctx: SourceContext;
   readonly #streams: TargetStream<T>[];
   readonly #failing = new Set<string>();
   #onChange: ((targets: readonly ProbeTarget[]) => void) | undefined;
   #started = false;
   #firstFailure: { promise: Promise<void>; resolve: () => void };
 
-  constructor(options: KubeTargetProviderOptions<T>, ctx: DiscoveryContext) {
+  constructor(options: KubeTargetProviderOptions<T>, ctx: SourceContext) {
     this.name = options.name;
     this.#o = options;
     this.#ctx = ctx;
@@ -150,7 +113,7 @@ export class KubeTargetProvider<T extends KubeObject> implements TargetProvider 
     return this.#o;
   }
 
-  get ctx(): DiscoveryContext {
+  get ctx(): SourceContext {
     return this.#ctx;
   }
 
@@ -211,6 +174,8 @@ class TargetStream<T extends KubeObject> implements ListWatchHandler<T> {
     const o = provider.options;
     const kube = o.kubernetes;
     this.id = `${o.resource.resource} namespace=${namespace ?? "*"}`;
+    // A refused scope is an error location of the endpoint source; `name` is never empty for a
+    // probed target, so the two cannot collide.
     this.#location = { source: "endpoint", namespace: namespace ?? "", name: "", key: o.resource.resource };
     this.listWatch = new ListWatch<T>({
       description: this.id,
@@ -256,17 +221,9 @@ class TargetStream<T extends KubeObject> implements ListWatchHandler<T> {
 
   forbidden(verb: "list" | "watch", error: KubeApiError): void {
     const { resource, group } = this.#provider.options.resource;
-    const ns = this.namespace;
-    const what = group ? `${resource}.${group}` : resource;
     const clusterScoped = this.#provider.options.namespaces === undefined;
-    const where = ns === undefined ? "at the cluster scope" : `in the namespace "${ns}"`;
-    const grant =
-      ns !== undefined
-        ? `grant list and watch on ${what} with a Role in "${ns}"`
-        : clusterScoped
-          ? `grant list and watch on ${what} with a ClusterRole`
-          : `grant list and watch on ${what} with a ClusterRole, or name the namespaces literally in sources.discovery.${this.#provider.name}.namespaces.include to read them one by one`;
-    const message = `missing permission: cannot ${verb} ${what} ${where}; ${grant} (API server: ${error.message})`;
+    const includeKey = clusterScoped ? undefined : `sources.discovery.${this.#provider.name}.namespaces.include`;
+    const message = missingPermission(verb, group ? `${resource}.${group}` : resource, this.namespace, includeKey, error);
     if (verb === "list") {
       // Nothing here can be read: what was read before is no longer current.
       this.#listing = false;

@@ -2,7 +2,8 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import type { DiscoveryConfig, KubernetesConfig } from "../../config.js";
 import type { ProbeTarget } from "../endpoints.js";
 import { NamespaceFilter } from "../namespaces.js";
-import { dialHost, DiscoveryContext, KubeTargetProvider, ObjectWarnings, type KubeObject } from "./common.js";
+import type { SourceContext } from "../source.js";
+import { dialHost, KubeTargetProvider, ObjectWarnings, type KubeObject } from "./common.js";
 
 /** What is read of an Ingress (networking.k8s.io/v1). */
 export interface IngressObject extends KubeObject {
@@ -50,7 +51,7 @@ export function ingressTargets(ingress: IngressObject, options: IngressTargetOpt
 }
 
 /** Ingresses, through list-and-watch: `sources.discovery.ingresses`. */
-export function ingressProvider(config: DiscoveryConfig["ingresses"], kubernetes: KubernetesConfig, kubeConfig: KubeConfig, ctx: DiscoveryContext): KubeTargetProvider<IngressObject> {
+export function ingressProvider(config: DiscoveryConfig["ingresses"], kubernetes: KubernetesConfig, kubeConfig: KubeConfig, ctx: SourceContext): KubeTargetProvider<IngressObject> {
   const warnings = new ObjectWarnings(ctx);
   const options: IngressTargetOptions = { port: config.port, ...(config.caFile ? { caFile: config.caFile } : {}) };
   return new KubeTargetProvider<IngressObject>(

@@ -1,7 +1,8 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { DiscoveryConfig, KubernetesConfig } from "../../config.js";
 import type { ProbeTarget } from "../endpoints.js";
-import { dialHost, DiscoveryContext, KubeTargetProvider, ObjectWarnings, type KubeObject } from "./common.js";
+import type { SourceContext } from "../source.js";
+import { dialHost, KubeTargetProvider, ObjectWarnings, type KubeObject } from "./common.js";
 
 /** What is read of a Node. */
 export interface NodeObject extends KubeObject {
@@ -33,7 +34,7 @@ export function kubeletTargets(node: NodeObject, options: KubeletTargetOptions, 
 }
 
 /** Every Node's kubelet, through list-and-watch of Nodes: `sources.discovery.kubelets`. */
-export function kubeletProvider(config: DiscoveryConfig["kubelets"], kubernetes: KubernetesConfig, kubeConfig: KubeConfig, ctx: DiscoveryContext): KubeTargetProvider<NodeObject> {
+export function kubeletProvider(config: DiscoveryConfig["kubelets"], kubernetes: KubernetesConfig, kubeConfig: KubeConfig, ctx: SourceContext): KubeTargetProvider<NodeObject> {
   const warnings = new ObjectWarnings(ctx);
   const options: KubeletTargetOptions = { port: config.port, ...(config.caFile ? { caFile: config.caFile } : {}) };
   return new KubeTargetProvider<NodeObject>(

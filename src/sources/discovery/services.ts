@@ -2,7 +2,8 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import type { DiscoveryConfig, KubernetesConfig } from "../../config.js";
 import type { ProbeTarget } from "../endpoints.js";
 import { NamespaceFilter } from "../namespaces.js";
-import { dialHost, DiscoveryContext, KubeTargetProvider, ObjectWarnings, type KubeObject } from "./common.js";
+import type { SourceContext } from "../source.js";
+import { dialHost, KubeTargetProvider, ObjectWarnings, type KubeObject } from "./common.js";
 
 export const ANNOTATION_PROBE = "cert-expiry-exporter.io/probe";
 export const ANNOTATION_PORT = "cert-expiry-exporter.io/port";
@@ -69,7 +70,7 @@ export function serviceTargets(service: ServiceObject, options: ServiceTargetOpt
 }
 
 /** Annotated Services, through list-and-watch: `sources.discovery.services`. */
-export function serviceProvider(config: DiscoveryConfig["services"], kubernetes: KubernetesConfig, kubeConfig: KubeConfig, ctx: DiscoveryContext): KubeTargetProvider<ServiceObject> {
+export function serviceProvider(config: DiscoveryConfig["services"], kubernetes: KubernetesConfig, kubeConfig: KubeConfig, ctx: SourceContext): KubeTargetProvider<ServiceObject> {
   const warnings = new ObjectWarnings(ctx);
   const options: ServiceTargetOptions = config.caFile ? { caFile: config.caFile } : {};
   return new KubeTargetProvider<ServiceObject>(
