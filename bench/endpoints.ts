@@ -18,7 +18,7 @@
  *   npm run bench -- endpoints           (needs apt-get install prometheus-blackbox-exporter)
  *   BENCH_PROBE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npm run bench -- endpoints   (profile our side)
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
@@ -30,7 +30,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import pLimit from "p-limit";
 import { freePort } from "../test/helpers/net.js";
 import { type BenchRow, printTable } from "./report.js";
-import { benchNode, compileExporter, machineNode, ROOT, type NodeRuntime } from "./runtime.js";
+import { benchNode, compileExporter, machineNode, peakRssBytes, ROOT, type NodeRuntime } from "./runtime.js";
 
 const ENDPOINTS = 1000;
 const CONCURRENCY = 32;
@@ -109,20 +109,15 @@ async function runOurs(node: NodeRuntime, compiled: string, dir: string): Promis
 // --------------------------------------------------------------------------------------------
 // Parent.
 
-async function vmHwm(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
-  const match = /VmHWM:\s+(\d+) kB/.exec(status);
-  return match ? Number(match[1]) * 1024 : 0;
-}
+/** Kernel clock ticks per second, the unit of /proc/<pid>/stat's CPU times. */
+const clockTicks = (): number => Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 
-async function cpuSecondsOf(pid: number): Promise<number> {
+async function cpuSecondsOf(pid: number, ticksPerSecond: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // utime and stime are fields 14 and 15 of stat(5); after the command they are at 11 and 12.
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
 }
-
-let clockTicks = 100;
 
 async function readLine(child: ChildProcess): Promise<string> {
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
@@ -154,6 +149,7 @@ async function makeCertificates(dir: string): Promise<string> {
 }
 
 async function runBlackbox(dir: string, ports: number[]): Promise<{ cycles: CycleFigures[]; rssPeakBytes: number }> {
+  const ticks = clockTicks();
   const config = join(dir, "blackbox.yml");
   await writeFile(
     config,
@@ -173,7 +169,7 @@ async function runBlackbox(dir: string, ports: number[]): Promise<{ cycles: Cycl
     const limit = pLimit(CONCURRENCY);
     const cycles: CycleFigures[] = [];
     for (let c = 0; c < CYCLES; c++) {
-      const cpu = await cpuSecondsOf(child.pid as number);
+      const cpu = await cpuSecondsOf(child.pid as number, ticks);
       const started = performance.now();
       const results = await Promise.all(
         ports.map((p) =>
@@ -184,9 +180,9 @@ async function runBlackbox(dir: string, ports: number[]): Promise<{ cycles: Cycl
         ),
       );
       const wallSeconds = (performance.now() - started) / 1000;
-      cycles.push({ wallSeconds, cpuSeconds: (await cpuSecondsOf(child.pid as number)) - cpu, ok: results.filter(Boolean).length });
+      cycles.push({ wallSeconds, cpuSeconds: (await cpuSecondsOf(child.pid as number, ticks)) - cpu, ok: results.filter(Boolean).length });
     }
-    return { cycles, rssPeakBytes: await vmHwm(child.pid as number) };
+    return { cycles, rssPeakBytes: peakRssBytes(child.pid as number) };
   } finally {
     child.kill("SIGTERM");
     await exited;
@@ -212,8 +208,6 @@ function summarize(side: string, run: { cycles: CycleFigures[]; rssPeakBytes: nu
  * BENCH_NODE picks another runtime for the first.
  */
 export async function benchEndpoints(node: NodeRuntime = benchNode()): Promise<BenchRow[]> {
-  const ticks = spawn("getconf", ["CLK_TCK"], { stdio: ["ignore", "pipe", "ignore"] });
-  clockTicks = Number((await readLine(ticks)).trim()) || 100;
   const compiled = compileExporter("bench-endpoints");
   const machine = machineNode();
   const runtimes = node.path === machine.path ? [node] : [node, machine];

@@ -55,6 +55,13 @@ export function benchNode(): NodeRuntime {
   return imageNode();
 }
 
+/** Peak resident memory of a process (VmHWM of /proc/<pid>/status), in bytes. */
+export function peakRssBytes(pid: number): number {
+  const kb = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  if (kb === undefined) throw new Error(`no VmHWM for process ${pid}`);
+  return Number(kb) * 1024;
+}
+
 /**
  * Compiles src/ (tsconfig.build.json) into node_modules/.cache/<name>/dist, inside the repository so
  * that bare imports resolve; returns the dist folder.

@@ -28,7 +28,7 @@ import { pathToFileURL } from "node:url";
 import { makeCert, type Issued } from "../scripts/certgen.js";
 import { FakeApiServer } from "../test/k8s/apiserver.js";
 import { printTable, type BenchRow } from "./report.js";
-import { benchNode, compileExporter, ROOT, type NodeRuntime } from "./runtime.js";
+import { benchNode, compileExporter, peakRssBytes, ROOT, type NodeRuntime } from "./runtime.js";
 
 const SECRETS = 20_000;
 const NAMESPACES = 50;
@@ -137,20 +137,10 @@ function startChild(node: NodeRuntime, mode: "baseline" | "exporter", compiled: 
   return { proc, first, next, drain: () => void queue.splice(0) };
 }
 
-function peakRssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
-  return kb / 1024;
-}
-
 async function stopChild(child: Child): Promise<void> {
   const exited = new Promise((r) => child.proc.once("exit", r));
   child.proc.stdin!.end();
   await exited;
-}
-
-function pem(issued: Issued): string {
-  return issued.pem;
 }
 
 async function fixtures(): Promise<{ chains: { root: Issued; intermediate: Issued }[]; leaves: Issued[] }> {
@@ -170,14 +160,14 @@ async function fixtures(): Promise<{ chains: { root: Issued; intermediate: Issue
 function plant(api: FakeApiServer, chains: { root: Issued; intermediate: Issued }[], leaves: Issued[]): void {
   const key = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n";
   for (let i = 0; i < SECRETS; i++) {
-    const leaf = leaves[i % leaves.length]!;
-    const chain = chains[i % leaves.length % 4]!;
+    const leaf = leaves[i]!;
+    const chain = chains[i % 4]!;
     const ns = `ns-${i % NAMESPACES}`;
     const name = `tls-${i}`;
     api.putSecret(
       ns,
       name,
-      { "tls.crt": `${ns}/${name}\n${pem(leaf)}${pem(chain.intermediate)}`, "ca.crt": `${ns}/${name}\n${pem(chain.root)}`, "tls.key": key },
+      { "tls.crt": `${ns}/${name}\n${leaf.pem}${chain.intermediate.pem}`, "ca.crt": `${ns}/${name}\n${chain.root.pem}`, "tls.key": key },
       { type: "kubernetes.io/tls" },
     );
   }
@@ -239,12 +229,12 @@ export async function benchSecrets(node: NodeRuntime = benchNode()): Promise<Ben
 
     const baseline = startChild(node, "baseline", compiled, kubeconfig);
     const b = await baseline.first;
-    const baselineRss = peakRssMiB(baseline.proc.pid!);
+    const baselineRss = peakRssBytes(baseline.proc.pid!) / 2 ** 20;
     await stopChild(baseline);
 
     const exporter = startChild(node, "exporter", compiled, kubeconfig);
     const e = await exporter.first;
-    const exporterRss = peakRssMiB(exporter.proc.pid!);
+    const exporterRss = peakRssBytes(exporter.proc.pid!) / 2 ** 20;
     if (e.items !== SECRETS * 2) throw new Error(`exporter holds ${String(e.items)} locations, expected ${SECRETS * 2}`);
 
     // Update latency: a new leaf in one Secret, then /metrics polled back to back until it shows.
@@ -264,13 +254,13 @@ export async function benchSecrets(node: NodeRuntime = benchNode()): Promise<Ben
       let startedAt = 0;
       const seen = await scrapeAfter(url, `serial="${serial}"`, () => {
         startedAt = Date.now();
-        api.putSecret(`ns-${u}`, `tls-${u * 1000 + u}`, { "tls.crt": pem(fresh) + pem(chain.intermediate), "ca.crt": pem(chain.root) }, { type: "kubernetes.io/tls" });
+        api.putSecret(`ns-${u}`, `tls-${u * 1000 + u}`, { "tls.crt": fresh.pem + chain.intermediate.pem, "ca.crt": chain.root.pem }, { type: "kubernetes.io/tls" });
       });
       if (!seen.found) throw new Error(`update ${u} never appeared on /metrics`);
       latencies.push(seen.finished - startedAt);
       sourceLatencies.push(Number((await changed).inventoryChangedAt) - startedAt);
     }
-    const withScrapesRss = peakRssMiB(exporter.proc.pid!);
+    const withScrapesRss = peakRssBytes(exporter.proc.pid!) / 2 ** 20;
     await stopChild(exporter);
     latencies.sort((x, y) => x - y);
     sourceLatencies.sort((x, y) => x - y);

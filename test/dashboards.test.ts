@@ -5,55 +5,16 @@
  * test/alerts-e2e.test.ts runs the same queries against a real Prometheus with data.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import t from "tap";
 import YAML from "yaml";
-import { DASHBOARD_CONFIGMAP_DIR, DASHBOARD_DIR, ROOT, dashboardFiles, renderArtifacts } from "../scripts/gen-artifacts.js";
+import { DASHBOARD_CONFIGMAP_DIR, ROOT, renderArtifacts } from "../scripts/gen-artifacts.js";
+import { allPanels, readDashboards, substituteVariables } from "./helpers/grafana.js";
+import { tempDir } from "./helpers/polled-source.js";
 
-interface Datasource {
-  type?: string;
-  uid?: string;
-}
-interface Target {
-  expr?: string;
-  refId?: string;
-  datasource?: Datasource;
-}
-interface Panel {
-  id?: number;
-  type: string;
-  title?: string;
-  datasource?: Datasource;
-  targets?: Target[];
-  gridPos?: { x: number; y: number; w: number; h: number };
-  panels?: Panel[];
-}
-interface Variable {
-  name: string;
-  type: string;
-  query?: unknown;
-  datasource?: Datasource;
-  definition?: string;
-  includeAll?: boolean;
-  allValue?: string;
-}
-interface Dashboard {
-  uid: string;
-  title: string;
-  panels: Panel[];
-  templating: { list: Variable[] };
-}
-
-const files = dashboardFiles();
-const dashboards = await Promise.all(
-  files.map(async (file) => ({ file, dashboard: JSON.parse(await readFile(join(ROOT, DASHBOARD_DIR, file), "utf8")) as Dashboard })),
-);
-
-function allPanels(panels: Panel[]): Panel[] {
-  return panels.flatMap((panel) => [panel, ...allPanels(panel.panels ?? [])]);
-}
+const dashboards = await readDashboards();
+const files = dashboards.map(({ file }) => file);
 
 /** Every `uid` value anywhere in the JSON, with its path. */
 function uids(value: unknown, path = "$"): [string, unknown][] {
@@ -62,15 +23,6 @@ function uids(value: unknown, path = "$"): [string, unknown][] {
     return Object.entries(value).flatMap(([key, item]) => [...(key === "uid" ? [[`${path}.uid`, item] as [string, unknown]] : []), ...uids(item, `${path}.${key}`)]);
   }
   return [];
-}
-
-/** What Grafana would send for "All" and a short range: the substitutions the e2e test uses too. */
-function substitute(expr: string): string {
-  return expr
-    .replace(/\$__rate_interval\b/g, "1m")
-    .replace(/\$__interval\b/g, "15s")
-    .replace(/\$__range\b/g, "5m")
-    .replace(/\$\{?(cluster|namespace|source)\}?/g, ".*");
 }
 
 t.test("the three dashboards exist: overview, endpoints, exporter health", async (t) => {
@@ -133,12 +85,11 @@ t.test("every panel query is valid PromQL for promtool", async (t) => {
   for (const { dashboard } of dashboards) {
     for (const panel of allPanels(dashboard.panels)) {
       for (const target of panel.targets ?? []) {
-        rules.push({ record: `dashboard:${dashboard.uid.replace(/-/g, "_")}:panel_${panel.id}_${target.refId}`, expr: substitute(target.expr ?? "") });
+        rules.push({ record: `dashboard:${dashboard.uid.replace(/-/g, "_")}:panel_${panel.id}_${target.refId}`, expr: substituteVariables(target.expr ?? "") });
       }
     }
   }
-  const dir = await mkdtemp(join(tmpdir(), "cee-dashboards-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, "cee-dashboards");
   const file = join(dir, "queries.yml");
   await writeFile(file, YAML.stringify({ groups: [{ name: "dashboard-queries", rules }] }));
   const check = spawnSync("promtool", ["check", "rules", "--lint=none", file], { encoding: "utf8" });

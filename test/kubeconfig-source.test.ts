@@ -126,7 +126,6 @@ t.test("file references resolve against the kubeconfig's folder and are change-d
   await writeFile(join(dir, "etc", "user.key"), await privateKeyPem(user));
   const path = join(conf, "kubelet.conf");
   await writeFile(path, kubeconfig([{ name: "local", caFile: "pki/ca.crt" }], [{ name: "node", certFile: "../user.crt" }]));
-  t.not(process.cwd(), conf, "relative to the kubeconfig, not the working folder");
   const h = harness(t, [group([path])]);
   await h.scan();
   t.same(h.at(path, "clusters/local")?.certificates.map((c) => c.subjectCN), ["Test Root CA"]);
