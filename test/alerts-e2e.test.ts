@@ -12,8 +12,14 @@
  *
  * The rules are the shipped file with one change: every `for:` is shortened to 5 s, so a run takes
  * seconds instead of hours. The production durations are covered by the promtool cases in
- * alerts/tests/. 5 s rather than 0 keeps CertExpiryExporterAbsent honest: Prometheus may evaluate
- * once before its first scrape.
+ * alerts/tests/.
+ *
+ * Determinism: Prometheus starts without rules, and they are loaded (POST /-/reload) only once its
+ * first scrape of the exporter has stored `up` and the certificate series. Its scrape manager applies
+ * discovered targets on a 5 s tick, so rules evaluated from start-up would see no `up` at all for
+ * several seconds on a busy machine, and CertExpiryExporterAbsent would fire for a moment that a
+ * production `for: 15m` never would. Scrapes get 2 s (interval and timeout) so that a slow moment of
+ * the machine does not fail a scrape, mark every series stale and make alerts flap.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -220,24 +226,35 @@ t.test("alerts reach Alertmanager's receiver exactly, and every dashboard query 
   for (const group of rules.groups) for (const rule of group.rules) if (rule.for !== undefined) rule.for = E2E_FOR;
   await writeFile(join(dir, "rules.yml"), YAML.stringify(rules));
   const prometheusPort = await freePort();
-  await writeFile(
-    join(dir, "prometheus.yml"),
+  const prometheusConfig = (ruleFiles: string[]): string =>
     YAML.stringify({
-      global: { scrape_interval: "1s", evaluation_interval: "1s", scrape_timeout: "1s" },
-      rule_files: [join(dir, "rules.yml")],
+      global: { scrape_interval: "2s", evaluation_interval: "1s", scrape_timeout: "2s" },
+      rule_files: ruleFiles,
       alerting: { alertmanagers: [{ static_configs: [{ targets: [`127.0.0.1:${alertmanagerPort}`] }] }] },
       scrape_configs: [{ job_name: "cert-expiry-exporter", honor_labels: true, static_configs: [{ targets: [`127.0.0.1:${exporterPort}`] }] }],
-    }),
-  );
+    });
+  await writeFile(join(dir, "prometheus.yml"), prometheusConfig([]));
   const prometheus = start("prometheus", PROMETHEUS, [
     `--config.file=${join(dir, "prometheus.yml")}`,
     `--storage.tsdb.path=${join(dir, "prometheus")}`,
     `--web.listen-address=127.0.0.1:${prometheusPort}`,
+    "--web.enable-lifecycle",
     "--log.level=warn",
   ]);
   started.push(prometheus);
   const api = `http://127.0.0.1:${prometheusPort}/api/v1`;
   await waitFor("prometheus", 30_000, async () => (await fetch(`http://127.0.0.1:${prometheusPort}/-/ready`)).ok, prometheus);
+  const instant = async (expr: string): Promise<unknown[]> =>
+    (await getJson<{ data?: { result: unknown[] } }>(`${api}/query?query=${encodeURIComponent(expr)}`)).data?.result ?? [];
+  await waitFor(
+    "the first successful scrape of the exporter",
+    60_000,
+    async () => (await instant('up{job="cert-expiry-exporter"} == 1')).length > 0 && (await instant("cert_expires_in_days")).length > 0,
+    prometheus,
+  );
+  await writeFile(join(dir, "prometheus.yml"), prometheusConfig([join(dir, "rules.yml")]));
+  const reload = await fetch(`http://127.0.0.1:${prometheusPort}/-/reload`, { method: "POST", signal: AbortSignal.timeout(10_000) });
+  t.equal(reload.status, 200, `Prometheus loaded the rules: ${await reload.text()}`);
   t.comment(`components up after ${Date.now() - began} ms`);
 
   // --- the alerts that must reach the receiver ------------------------------------------------
