@@ -23,7 +23,7 @@ export class Exporter {
   static async create(config: Config, log: Logger = createLogger(config.logLevel)): Promise<Exporter> {
     const inventory = new Inventory();
     const health = new Health(inventory);
-    const ctx = new SourceContext(inventory, new ParseCache(config.limits.parseCacheEntries), health, log, resolveShard(config.shard));
+    const ctx = new SourceContext(inventory, new ParseCache(config.limits.parseCacheEntries), health, log, { shard: resolveShard(config.shard) });
     return new Exporter(config, log, inventory, health, await createSources(config, ctx));
   }
 

@@ -1,6 +1,6 @@
-import { readFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { z } from "zod";
+import { YamlError, loadYaml } from "./yaml.js";
 
 /** Thrown for every configuration problem; the CLI turns it into exit code 2. */
 export class ConfigError extends Error {
@@ -10,36 +10,84 @@ export class ConfigError extends Error {
   }
 }
 
+/** The configuration file is read up to this size; a real one is a few KiB. */
+export const MAX_CONFIG_FILE_BYTES = 256 * 1024;
+
 const UNITS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
 
-/** "90s", "5m", "1h30m", "250ms" or a plain number of seconds, to seconds. */
-const duration = z.union([z.number().positive(), z.string()]).transform((value, ctx) => {
-  if (typeof value === "number") return value;
-  const parts = [...value.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)];
-  if (parts.length === 0 || parts.map((p) => p[0]).join("") !== value) {
-    ctx.addIssue({ code: "custom", message: `expected a duration such as 30s, 5m or 1h, got "${value}"` });
-    return z.NEVER;
-  }
-  return parts.reduce((sum, p) => sum + Number(p[1]) * (UNITS[p[2] as string] as number), 0);
-});
+/** Seconds as a user writes them: 30s, 5m, 1h. */
+function formatSeconds(seconds: number): string {
+  if (seconds < 1) return `${Math.round(seconds * 1000)}ms`;
+  for (const [unit, size] of [["d", 86400], ["h", 3600], ["m", 60]] as const) if (seconds % size === 0) return `${seconds / size}${unit}`;
+  return `${seconds}s`;
+}
+
+/**
+ * "90s", "5m", "1h30m", "250ms" or a plain number of seconds, to seconds, within [min, max]. Every
+ * duration has both bounds: 0 would busy-loop, and anything beyond Node's timer range (about 24.8
+ * days) would wrap into a 1 ms timer.
+ */
+function duration(min: number, max: number) {
+  return z.union([z.number(), z.string().max(64)]).transform((value, ctx) => {
+    let seconds: number;
+    if (typeof value === "number") {
+      seconds = value;
+    } else {
+      const parts = [...value.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)];
+      if (parts.length === 0 || parts.map((p) => p[0]).join("") !== value) {
+        ctx.addIssue({ code: "custom", message: `expected a duration such as 30s, 5m or 1h, got "${value}"` });
+        return z.NEVER;
+      }
+      seconds = parts.reduce((sum, p) => sum + Number(p[1]) * (UNITS[p[2] as string] as number), 0);
+    }
+    if (!Number.isFinite(seconds) || seconds < min || seconds > max) {
+      ctx.addIssue({ code: "custom", message: `must be between ${formatSeconds(min)} and ${formatSeconds(max)}, got ${typeof value === "string" ? `"${value}"` : value}` });
+      return z.NEVER;
+    }
+    return seconds;
+  });
+}
 
 const SIZE_UNITS: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 };
 
-/** "4MiB", "512KiB" or a plain number of bytes, to bytes. */
-const size = z.union([z.number().int().positive(), z.string()]).transform((value, ctx) => {
-  if (typeof value === "number") return value;
-  const match = /^(\d+)(B|KiB|MiB|GiB)$/.exec(value);
-  if (!match) {
-    ctx.addIssue({ code: "custom", message: `expected a size such as 512KiB or 4MiB, got "${value}"` });
-    return z.NEVER;
-  }
-  return Number(match[1]) * (SIZE_UNITS[match[2] as string] as number);
-});
+/** "4MiB", "512KiB" or a plain number of bytes, to bytes, within [min, max]. */
+function size(min: number, max: number) {
+  return z.union([z.number().int(), z.string().max(64)]).transform((value, ctx) => {
+    let bytes: number;
+    if (typeof value === "number") {
+      bytes = value;
+    } else {
+      const match = /^(\d+)(B|KiB|MiB|GiB)$/.exec(value);
+      if (!match) {
+        ctx.addIssue({ code: "custom", message: `expected a size such as 512KiB or 4MiB, got "${value}"` });
+        return z.NEVER;
+      }
+      bytes = Number(match[1]) * (SIZE_UNITS[match[2] as string] as number);
+    }
+    if (!Number.isSafeInteger(bytes) || bytes < min || bytes > max) {
+      ctx.addIssue({ code: "custom", message: `must be between ${min} and ${max} bytes, got ${value}` });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+}
+
+/** A whole number within [min, max]. */
+const count = (min: number, max: number) => z.number().int().min(min).max(max);
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const MINUTE = 60;
+const HOUR = 3600;
+const DAY = 86400;
+
+/** A configured path or glob; long enough for any real path, short enough to bound matching. */
+const pathPattern = z.string().min(1).max(4096);
 
 const pathGroup = z.strictObject({
   /** Paths or globs; `~` is the home folder. */
-  paths: z.array(z.string().min(1)).min(1),
-  exclude: z.array(z.string().min(1)).default([]),
+  paths: z.array(pathPattern).min(1).max(1000),
+  exclude: z.array(pathPattern).max(1000).default([]),
 });
 
 /**
@@ -57,49 +105,50 @@ const shard = z
 const endpointTarget = z.strictObject({
   /** host:port, [v6]:port */
   address: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):\d{1,5}$/, "expected host:port or [ipv6]:port"),
-  serverName: z.string().min(1).optional(),
-  caFile: z.string().min(1).optional(),
-  certFile: z.string().min(1).optional(),
-  keyFile: z.string().min(1).optional(),
-  timeout: duration.optional(),
+  serverName: z.string().min(1).max(253).optional(),
+  caFile: pathPattern.optional(),
+  certFile: pathPattern.optional(),
+  keyFile: pathPattern.optional(),
+  timeout: duration(0.1, 5 * MINUTE).optional(),
 });
 
 /** How Kubernetes is reached, and how its list-and-watch loops behave; shared by every Kubernetes source. */
 const kubernetes = z.strictObject({
   /** A kubeconfig file; default KUBECONFIG, then the in-cluster service account, then ~/.kube/config. */
-  kubeconfig: z.string().min(1).optional(),
+  kubeconfig: pathPattern.optional(),
   /** A kubeconfig context other than the current one. */
-  context: z.string().min(1).optional(),
+  context: z.string().min(1).max(1024).optional(),
   /** Objects per LIST page. */
   pageSize: z.number().int().min(1).max(10_000).default(500),
   /** Full relist that reconciles anything a watch missed. */
-  resyncInterval: duration.default(1800),
+  resyncInterval: duration(0.5, DAY).default(1800),
   /** A watch without any event or bookmark for this long is restarted. */
-  watchTimeout: duration.default(300),
+  watchTimeout: duration(1, HOUR).default(300),
   /** One LIST page request that takes longer is aborted and retried. */
-  requestTimeout: duration.default(60),
+  requestTimeout: duration(1, 10 * MINUTE).default(60),
   /** Retry delays after a failed request: exponential from `initial` up to `max`, with jitter. */
   backoff: z
     .strictObject({
-      initial: duration.default(1),
-      max: duration.default(300),
+      initial: duration(0.01, MINUTE).default(1),
+      max: duration(0.1, HOUR).default(300),
     })
-    .prefault({}),
+    .prefault({})
+    .refine((b) => b.max >= b.initial, { message: "must not be below backoff.initial", path: ["max"] }),
 });
 
 /** Where a Secret's certificates are, and in what form. */
 const secretRule = z
   .strictObject({
     /** Secret type this rule applies to (e.g. kubernetes.io/tls, Opaque); absent: every type. */
-    type: z.string().min(1).optional(),
+    type: z.string().min(1).max(253).optional(),
     /** Data keys to read; globs (`*.crt`, `*.p12`). */
-    keys: z.array(z.string().min(1)).min(1),
+    keys: z.array(z.string().min(1).max(253)).min(1).max(100),
     /** auto (PEM, DER or PKCS#7), pem, der, pkcs12, or kubeconfig. */
     format: z.enum(["auto", "pem", "der", "pkcs12", "kubeconfig"]).default("auto"),
     /** pkcs12: the data key of the same Secret that holds the passphrase. */
-    passphraseKey: z.string().min(1).optional(),
+    passphraseKey: z.string().min(1).max(253).optional(),
     /** pkcs12: the passphrase itself (used when passphraseKey is absent or missing from the Secret). */
-    passphrase: z.string().optional(),
+    passphrase: z.string().max(1024).optional(),
   })
   .refine((rule) => rule.format === "pkcs12" || (rule.passphraseKey === undefined && rule.passphrase === undefined), {
     message: "passphraseKey and passphrase apply only to format pkcs12",
@@ -109,19 +158,21 @@ const secretRule = z
 const namespaceSelection = z
   .strictObject({
     /** Names or globs; empty: every namespace. Only literal names: one list-and-watch per namespace. */
-    include: z.array(z.string().min(1)).default([]),
+    include: z.array(z.string().min(1).max(253)).max(10_000).default([]),
     /** Names or globs, applied after include. */
-    exclude: z.array(z.string().min(1)).default([]),
+    exclude: z.array(z.string().min(1).max(253)).max(10_000).default([]),
   })
   .prefault({});
+
+/** A label selector sent to the API server, e.g. `app.kubernetes.io/managed-by!=Helm`. */
+const labelSelector = z.string().min(1).max(4096);
 
 const secrets = z.strictObject({
   enabled: z.boolean().default(false),
   namespaces: namespaceSelection,
-  /** A label selector sent to the API server, e.g. `app.kubernetes.io/managed-by!=Helm`. */
-  labelSelector: z.string().min(1).optional(),
+  labelSelector: labelSelector.optional(),
   /** The first rule whose type and key glob match a data key decides how it is read. */
-  rules: z.array(secretRule).min(1).default([{ type: "kubernetes.io/tls", keys: ["tls.crt", "ca.crt"], format: "auto" }]),
+  rules: z.array(secretRule).min(1).max(100).default([{ type: "kubernetes.io/tls", keys: ["tls.crt", "ca.crt"], format: "auto" }]),
 });
 
 const port = z.number().int().min(1).max(65535);
@@ -136,12 +187,11 @@ const discovery = z.strictObject({
     .strictObject({
       enabled: z.boolean().default(false),
       namespaces: namespaceSelection,
-      /** A label selector sent to the API server. */
-      labelSelector: z.string().min(1).optional(),
+      labelSelector: labelSelector.optional(),
       /** The port probed on each host. */
       port: port.default(443),
       /** PEM file of CAs trusted beside the system roots (a private ingress CA). */
-      caFile: z.string().min(1).optional(),
+      caFile: pathPattern.optional(),
     })
     .prefault({}),
   /** Services annotated `cert-expiry-exporter.io/probe: "true"`, probed at `<service>.<namespace>.svc:<port>` through the cluster IP. */
@@ -149,8 +199,8 @@ const discovery = z.strictObject({
     .strictObject({
       enabled: z.boolean().default(false),
       namespaces: namespaceSelection,
-      labelSelector: z.string().min(1).optional(),
-      caFile: z.string().min(1).optional(),
+      labelSelector: labelSelector.optional(),
+      caFile: pathPattern.optional(),
     })
     .prefault({}),
   /** The Kubernetes API server of the client configuration, verified with the kubeconfig's CA. */
@@ -164,9 +214,9 @@ const discovery = z.strictObject({
     .strictObject({
       enabled: z.boolean().default(false),
       port: port.default(10250),
-      labelSelector: z.string().min(1).optional(),
+      labelSelector: labelSelector.optional(),
       /** PEM file of the kubelet serving CA; without it a self-signed kubelet certificate shows chain_verified 0. */
-      caFile: z.string().min(1).optional(),
+      caFile: pathPattern.optional(),
     })
     .prefault({}),
 });
@@ -174,7 +224,7 @@ const discovery = z.strictObject({
 export const configSchema = z.strictObject({
   listen: z
     .strictObject({
-      address: z.string().min(1).default("0.0.0.0"),
+      address: z.string().min(1).max(253).default("0.0.0.0"),
       port: z.number().int().min(0).max(65535).default(9798),
     })
     .prefault({}),
@@ -182,30 +232,61 @@ export const configSchema = z.strictObject({
   shard: shard.prefault({}),
   intervals: z
     .strictObject({
-      files: duration.default(60),
-      kubeconfigs: duration.default(60),
-      endpoints: duration.default(300),
+      files: duration(1, DAY).default(60),
+      kubeconfigs: duration(1, DAY).default(60),
+      endpoints: duration(1, DAY).default(300),
     })
     .prefault({}),
+  /** What one location, one file or one decode may cost: the blast radius of a hostile object. */
   limits: z
     .strictObject({
-      maxFileSize: size.default(4 * 1024 * 1024),
-      parseCacheEntries: z.number().int().min(0).default(20000),
+      /** Larger files are `too_large` and are not read. */
+      maxFileSize: size(KiB, 64 * MiB).default(4 * MiB),
+      /** Bounded cache of parse results, keyed by content hash; 0 turns it off. */
+      parseCacheEntries: count(0, 1_000_000).default(20000),
+      /** A location holding more certificates is `too_many_certificates`. */
+      maxCertificatesPerLocation: count(1, 100_000).default(1000),
+      /** Label values longer than this many bytes are cut, with a marker and a hash suffix. */
+      maxLabelValueLength: count(64, 65536).default(1024),
+      /** Certificate facts (names, SANs, serials) one location may keep; more is `too_large`. */
+      maxBytesPerLocation: size(KiB, 64 * MiB).default(MiB),
+      /** Key-derivation iterations one PKCS#12 bundle may ask for, summed over its MAC and every encrypted part. */
+      pkcs12MaxIterations: count(1, 10_000_000).default(200_000),
+      /** Time budget of one decode run off the event loop (PKCS#12, kubeconfig YAML); longer is `parse_timeout`. */
+      parseTimeout: duration(0.1, MINUTE).default(5),
+      /** Directory entries one glob may visit in one scan; more is `too_many_files` on the pattern. */
+      maxGlobEntries: count(100, 10_000_000).default(100_000),
+    })
+    .prefault({}),
+  /** The exporter's own HTTP server: how much concurrent and slow traffic it takes. */
+  http: z
+    .strictObject({
+      /** /metrics renders at once; more scrapes wait in line, and beyond `maxQueuedScrapes` get 503. */
+      maxConcurrentScrapes: count(1, 16).default(2),
+      maxQueuedScrapes: count(0, 1024).default(16),
+      /** A /metrics response (waiting, rendering and sending to a slow reader) is cut off after this. */
+      scrapeTimeout: duration(1, 10 * MINUTE).default(60),
+      /** Open connections; more are refused. */
+      maxConnections: count(8, 65536).default(256),
+      /** Rows of one status page; the rest is on further pages. */
+      statusPageRows: count(10, 5000).default(200),
+      /** SIGTERM: time given to requests in flight and sources before the process exits regardless. */
+      shutdownTimeout: duration(1, MINUTE).default(4),
     })
     .prefault({}),
   probe: z
     .strictObject({
-      timeout: duration.default(10),
-      connectTimeout: duration.default(5),
-      concurrency: z.number().int().positive().default(32),
+      timeout: duration(0.1, 5 * MINUTE).default(10),
+      connectTimeout: duration(0.1, 5 * MINUTE).default(5),
+      concurrency: count(1, 1024).default(32),
       jitter: z.number().min(0).max(1).default(0.1),
     })
     .prefault({}),
   sources: z
     .strictObject({
-      files: z.array(pathGroup).default([]),
-      kubeconfigs: z.array(pathGroup).default([]),
-      endpoints: z.array(endpointTarget).default([]),
+      files: z.array(pathGroup).max(1000).default([]),
+      kubeconfigs: z.array(pathGroup).max(1000).default([]),
+      endpoints: z.array(endpointTarget).max(100_000).default([]),
       secrets: secrets.prefault({}),
       discovery: discovery.prefault({}),
     })
@@ -244,17 +325,42 @@ export function validateConfig(raw: unknown): Config {
   return result.data;
 }
 
-export function readConfigFile(path: string): unknown {
-  let text: string;
+/**
+ * Reads a file of at most `maxBytes`, trusting neither its name nor its reported size: opened
+ * non-blocking (a FIFO must not hang the start), refused unless it is a regular file, and read one
+ * byte past the limit so a file that grows is caught.
+ */
+function readBounded(path: string, maxBytes: number): Buffer {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
-    text = readFileSync(path, "utf8");
+    if (!fstatSync(fd).isFile()) throw new ConfigError(`cannot read config file ${path}: not a regular file`);
+    const buffer = Buffer.alloc(maxBytes + 1);
+    let length = 0;
+    for (;;) {
+      const read = readSync(fd, buffer, length, buffer.length - length, null);
+      length += read;
+      if (read === 0 || length === buffer.length) break;
+    }
+    if (length > maxBytes) throw new ConfigError(`config file ${path} is larger than ${maxBytes} bytes`);
+    return buffer.subarray(0, length);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function readConfigFile(path: string): unknown {
+  let bytes: Buffer;
+  try {
+    bytes = readBounded(path, MAX_CONFIG_FILE_BYTES);
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
   }
   try {
-    return parseYaml(text);
+    return loadYaml(bytes.toString("utf8"));
   } catch (err) {
-    throw new ConfigError(`config file ${path} is not valid YAML: ${(err as Error).message}`);
+    if (err instanceof YamlError) throw new ConfigError(`config file ${path} is not valid YAML: ${err.message}`);
+    throw err;
   }
 }
 

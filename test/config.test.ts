@@ -1,8 +1,9 @@
+import { execFileSync } from "node:child_process";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
-import { ConfigError, loadConfig, validateConfig } from "../src/config.js";
+import { ConfigError, MAX_CONFIG_FILE_BYTES, loadConfig, validateConfig } from "../src/config.js";
 
 function errorOf(raw: unknown): string {
   try {
@@ -28,8 +29,8 @@ t.test("an empty config gives the documented defaults", async (t) => {
 });
 
 t.test("durations and sizes take units", async (t) => {
-  const config = validateConfig({ intervals: { files: "1h30m", kubeconfigs: "250ms", endpoints: 45 }, limits: { maxFileSize: "512KiB" } });
-  t.same(config.intervals, { files: 5400, kubeconfigs: 0.25, endpoints: 45 });
+  const config = validateConfig({ intervals: { files: "1h30m", kubeconfigs: "1500ms", endpoints: 45 }, limits: { maxFileSize: "512KiB" } });
+  t.same(config.intervals, { files: 5400, kubeconfigs: 1.5, endpoints: 45 });
   t.equal(config.limits.maxFileSize, 512 * 1024);
 });
 
@@ -43,6 +44,69 @@ t.test("bad values are named by their path", async (t) => {
   t.match(errorOf({ logLevel: "loud" }), /^logLevel: /);
   t.equal(errorOf({ sources: { endpoints: [{ address: "example.com" }] } }), "sources.endpoints[0].address: expected host:port or [ipv6]:port");
   t.equal(errorOf([1, 2]), "(top level): expected object");
+});
+
+t.test("every duration, size and count has a minimum and a maximum", async (t) => {
+  // 0 would busy-loop; beyond Node's timer range (about 24.8 days) a timer fires after 1 ms.
+  t.equal(errorOf({ intervals: { files: "0s" } }), 'intervals.files: must be between 1s and 1d, got "0s"');
+  t.equal(errorOf({ intervals: { files: 0 } }), "intervals.files: must be between 1s and 1d, got 0");
+  t.equal(errorOf({ intervals: { endpoints: "30d" } }), 'intervals.endpoints: must be between 1s and 1d, got "30d"');
+  t.equal(errorOf({ intervals: { kubeconfigs: -5 } }), "intervals.kubeconfigs: must be between 1s and 1d, got -5");
+  t.match(errorOf({ intervals: { files: Infinity } }), /^intervals\.files: /, "YAML .inf");
+  t.match(errorOf({ kubernetes: { resyncInterval: "30d" } }), /^kubernetes\.resyncInterval: must be between/);
+  t.match(errorOf({ kubernetes: { watchTimeout: "0s" } }), /^kubernetes\.watchTimeout: must be between/);
+  t.match(errorOf({ kubernetes: { requestTimeout: "2h" } }), /^kubernetes\.requestTimeout: must be between/);
+  t.match(errorOf({ kubernetes: { backoff: { initial: "0ms" } } }), /^kubernetes\.backoff\.initial: must be between/);
+  t.equal(errorOf({ kubernetes: { backoff: { initial: "10s", max: "1s" } } }), "kubernetes.backoff.max: must not be below backoff.initial");
+  t.match(errorOf({ probe: { timeout: "1h" } }), /^probe\.timeout: must be between/);
+  t.match(errorOf({ probe: { connectTimeout: 0 } }), /^probe\.connectTimeout: must be between/);
+  t.match(errorOf({ sources: { endpoints: [{ address: "a:1", timeout: "0s" }] } }), /^sources\.endpoints\[0\]\.timeout: must be between/);
+  t.match(errorOf({ limits: { parseTimeout: "10m" } }), /^limits\.parseTimeout: must be between/);
+  t.match(errorOf({ http: { scrapeTimeout: "0s" } }), /^http\.scrapeTimeout: must be between/);
+  t.match(errorOf({ http: { shutdownTimeout: "1h" } }), /^http\.shutdownTimeout: must be between/);
+  t.match(errorOf({ limits: { maxFileSize: 0 } }), /^limits\.maxFileSize: must be between 1024 and/);
+  t.match(errorOf({ limits: { maxFileSize: "1GiB" } }), /^limits\.maxFileSize: must be between/);
+  t.match(errorOf({ limits: { maxBytesPerLocation: "512B" } }), /^limits\.maxBytesPerLocation: must be between/);
+  t.match(errorOf({ limits: { maxCertificatesPerLocation: 0 } }), /^limits\.maxCertificatesPerLocation: Too small/);
+  t.match(errorOf({ limits: { maxLabelValueLength: 10 } }), /^limits\.maxLabelValueLength: Too small/);
+  t.match(errorOf({ limits: { parseCacheEntries: 1e9 } }), /^limits\.parseCacheEntries: Too big/);
+  t.match(errorOf({ probe: { concurrency: 100000 } }), /^probe\.concurrency: Too big/);
+  t.match(errorOf({ http: { maxConcurrentScrapes: 0 } }), /^http\.maxConcurrentScrapes: Too small/);
+  t.match(errorOf({ kubernetes: { pageSize: 0 } }), /^kubernetes\.pageSize: Too small/);
+  t.match(errorOf({ intervals: { files: "9".repeat(100) + "s" } }), /^intervals\.files: /, "an absurdly long string is refused");
+  const limits = validateConfig({}).limits;
+  t.same(limits, {
+    maxFileSize: 4 * 1024 * 1024,
+    parseCacheEntries: 20000,
+    maxCertificatesPerLocation: 1000,
+    maxLabelValueLength: 1024,
+    maxBytesPerLocation: 1024 * 1024,
+    pkcs12MaxIterations: 200000,
+    parseTimeout: 5,
+    maxGlobEntries: 100000,
+  });
+});
+
+t.test("the configuration file is read up to a size cap, never from a FIFO", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "cee-config-"));
+  const large = join(dir, "large.yaml");
+  await writeFile(large, `# ${"x".repeat(MAX_CONFIG_FILE_BYTES)}\nlogLevel: info\n`);
+  t.throws(() => loadConfig(large), { name: "ConfigError", message: `config file ${large} is larger than ${MAX_CONFIG_FILE_BYTES} bytes` });
+  const fifo = join(dir, "fifo.yaml");
+  execFileSync("mkfifo", [fifo]);
+  t.throws(() => loadConfig(fifo), { name: "ConfigError", message: /not a regular file/ }, "a FIFO is refused at once, not waited on");
+  t.throws(() => loadConfig(dir), { name: "ConfigError", message: /cannot read config file/ }, "a directory");
+});
+
+t.test("YAML duplicate keys are found in linear time and refused", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "cee-config-"));
+  const file = join(dir, "dup.yaml");
+  await writeFile(file, "logLevel: info\nlisten:\n  port: 1\nlogLevel: warn\n");
+  t.throws(() => loadConfig(file), { name: "ConfigError", message: /not valid YAML: DUPLICATE_KEY at line 4/ });
+  // 20,000 keys: the yaml library's own check compares each with every other; ours uses a Set.
+  const many = join(dir, "many.yaml");
+  await writeFile(many, Array.from({ length: 20000 }, (_, i) => `k${i}: ${i}`).join("\n") + "\nk0: again\n");
+  t.throws(() => loadConfig(many), { name: "ConfigError", message: /DUPLICATE_KEY at line 20001/ });
 });
 
 t.test("unknown keys are rejected at any depth", async (t) => {

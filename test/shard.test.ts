@@ -165,7 +165,7 @@ t.test("sharded endpoint sources probe disjoint targets, keyed by host:port", as
   const names = new Set<string>();
   for (let index = 0; index < count; index++) {
     const inventory = new Inventory();
-    const ctx = new SourceContext(inventory, new ParseCache(10), new Health(inventory), createLogger("silent"), resolveShard({ count, index }));
+    const ctx = new SourceContext(inventory, new ParseCache(10), new Health(inventory), createLogger("silent"), { shard: resolveShard({ count, index }) });
     const source = new EndpointSource(targets, { intervalSeconds: 3600, jitter: 0, concurrency: 4, timeout: 2, connectTimeout: 1 }, ctx);
     await source.scanOnce();
     for (const entry of inventory.entries()) {

@@ -4,6 +4,7 @@ import type { Tlv } from "./der.js";
 import { decodeCertificate } from "./decode.js";
 import type { CertRecord } from "./record.js";
 import { type CertFormat, parseCertificates } from "./parse.js";
+import { truncateLabelValue } from "./truncate.js";
 
 type Entry = { records: readonly CertRecord[] } | { error: CertReadError };
 
@@ -39,6 +40,34 @@ class Lru<V> {
   }
 }
 
+/** What one parse may produce: see `limits` in the configuration. */
+export interface ParseLimits {
+  /** More certificates in one input is `too_many_certificates`. */
+  maxCertificates: number;
+  /** Every text field of a record is cut to this many UTF-8 bytes (truncateLabelValue). */
+  maxLabelValueLength: number;
+}
+
+export const UNLIMITED: ParseLimits = { maxCertificates: Infinity, maxLabelValueLength: Infinity };
+
+/**
+ * Cuts every text field that becomes a label value, so a 10 kB CN costs neither a scrape that
+ * Prometheus's label_value_length_limit refuses nor 10 kB of memory per copy.
+ */
+function bounded(record: CertRecord, maxBytes: number): CertRecord {
+  if (maxBytes === Infinity) return record;
+  const cut = (value: string) => truncateLabelValue(value, maxBytes);
+  record.subject = cut(record.subject);
+  record.subjectCN = cut(record.subjectCN);
+  record.issuer = cut(record.issuer);
+  record.issuerCN = cut(record.issuerCN);
+  record.serial = cut(record.serial);
+  record.keyAlgorithm = cut(record.keyAlgorithm);
+  record.signatureAlgorithm = cut(record.signatureAlgorithm);
+  record.sans = record.sans.map(cut);
+  return record;
+}
+
 /** Freezes a record the cache alone holds, before it is shared. */
 function frozen(record: CertRecord): CertRecord {
   Object.freeze(record.sans);
@@ -56,6 +85,7 @@ function frozen(record: CertRecord): CertRecord {
  */
 export class ParseCache {
   readonly maxEntries: number;
+  readonly limits: ParseLimits;
   readonly #entries: Lru<Entry>;
   readonly #certificates: Lru<CertRecord>;
   readonly #decode = (buf: Uint8Array, tlv: Tlv): CertRecord => {
@@ -63,17 +93,18 @@ export class ParseCache {
     const fingerprint = createHash("sha256").update(buf.subarray(tlv.start, tlv.end)).digest("hex");
     let record = this.#certificates.get(fingerprint);
     if (!record) {
-      record = frozen(decodeCertificate(buf, tlv, fingerprint));
-      this.#certificates.set(fingerprint, record);
+      record = frozen(bounded(decodeCertificate(buf, tlv, fingerprint), this.limits.maxLabelValueLength));
+      if (this.maxEntries > 0) this.#certificates.set(fingerprint, record);
     }
     return record;
   };
   #hits = 0;
   #misses = 0;
 
-  constructor(maxEntries = 10_000) {
+  constructor(maxEntries = 10_000, limits: ParseLimits = UNLIMITED) {
     if (!Number.isInteger(maxEntries) || maxEntries < 0) throw new RangeError("maxEntries must be a non-negative integer");
     this.maxEntries = maxEntries;
+    this.limits = limits;
     this.#entries = new Lru(maxEntries);
     this.#certificates = new Lru(maxEntries);
   }
@@ -97,9 +128,10 @@ export class ParseCache {
 
   /** Records of `bytes`, shared and frozen: do not mutate. Throws CertReadError as parseCertificates does. */
   parse(bytes: Uint8Array, format: CertFormat = "auto"): readonly CertRecord[] {
+    const options = { decode: this.#decode, maxCertificates: this.limits.maxCertificates };
     if (this.maxEntries === 0) {
       this.#misses++;
-      return parseCertificates(bytes, format);
+      return parseCertificates(bytes, format, options);
     }
     const key = createHash("sha256").update(bytes).digest("base64") + format;
     const hit = this.#entries.get(key);
@@ -110,7 +142,7 @@ export class ParseCache {
     this.#misses++;
     let entry: Entry;
     try {
-      entry = { records: Object.freeze(parseCertificates(bytes, format, this.#decode)) };
+      entry = { records: Object.freeze(parseCertificates(bytes, format, options)) };
     } catch (err) {
       if (!(err instanceof CertReadError)) throw err;
       entry = { error: err };

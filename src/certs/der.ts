@@ -49,11 +49,16 @@ export const TAG = {
   SET: 0x31,
 } as const;
 
-const MAX_DEPTH = 64;
+/**
+ * How deeply indefinite-length elements may nest. Reading one walks its children to find the end,
+ * and every enclosing indefinite element walks them again, so this bounds the work per byte. Real
+ * BER (PKCS#7 from Java or Windows) nests four or five deep.
+ */
+const MAX_INDEFINITE_NESTING = 12;
 
 /** Reads the element starting at `pos`, which must end at or before `limit`. */
-export function readTlv(buf: Uint8Array, pos: number, limit: number = buf.length, depth = 0): Tlv {
-  if (depth > MAX_DEPTH) throw new DerError("ASN.1 nesting too deep");
+export function readTlv(buf: Uint8Array, pos: number, limit: number = buf.length, nesting = 0): Tlv {
+  if (nesting > MAX_INDEFINITE_NESTING) throw new DerError("indefinite-length ASN.1 elements nested too deep");
   if (pos + 2 > limit) throw new DerError("truncated ASN.1 element header");
   const start = pos;
   const tag = buf[pos++]!;
@@ -80,7 +85,7 @@ export function readTlv(buf: Uint8Array, pos: number, limit: number = buf.length
     for (;;) {
       if (p + 2 > limit) throw new DerError("truncated indefinite-length ASN.1 element");
       if (buf[p] === 0 && buf[p + 1] === 0) return { tag, start, contentStart: pos, contentEnd: p, end: p + 2 };
-      p = readTlv(buf, p, limit, depth + 1).end;
+      p = readTlv(buf, p, limit, nesting + 1).end;
     }
   }
   const octets = first & 0x7f;
@@ -114,10 +119,33 @@ export function children(buf: Uint8Array, parent: Tlv): Tlv[] {
 
 const oidCache = new Map<string, string>();
 
+/**
+ * Longest OBJECT IDENTIFIER content read. Real ones are under 40 bytes (UUID-based 2.25.… about 20);
+ * the bound keeps a crafted one from costing more than a few hundred digits of output.
+ */
+const MAX_OID_BYTES = 128;
+/** One arc of up to 7 base-128 digits (49 bits) is exact in a double; longer arcs (UUID OIDs) use BigInt. */
+const SAFE_ARC_DIGITS = 7;
+/** Longest arc: 20 digits are 140 bits, room for a 128-bit UUID arc. */
+const MAX_ARC_DIGITS = 20;
+
+/** One arc's value from its base-128 digits, `s` to `e` (exclusive). */
+function arcValue(buf: Uint8Array, s: number, e: number): bigint | number {
+  if (e - s <= SAFE_ARC_DIGITS) {
+    let value = 0;
+    for (let i = s; i < e; i++) value = value * 128 + (buf[i]! & 0x7f);
+    return value;
+  }
+  let value = 0n;
+  for (let i = s; i < e; i++) value = (value << 7n) | BigInt(buf[i]! & 0x7f);
+  return value;
+}
+
 /** Dotted-decimal form of an OBJECT IDENTIFIER's content. */
 export function decodeOid(buf: Uint8Array, tlv: Tlv): string {
   const { contentStart: s, contentEnd: e } = tlv;
   if (e <= s) throw new DerError("empty OBJECT IDENTIFIER");
+  if (e - s > MAX_OID_BYTES) throw new DerError("OBJECT IDENTIFIER too long");
   // Cache on the raw bytes (short): the same few dozen OIDs recur in every certificate.
   let key = "";
   if (e - s <= 16) {
@@ -126,33 +154,22 @@ export function decodeOid(buf: Uint8Array, tlv: Tlv): string {
     if (hit !== undefined) return hit;
   }
   const parts: string[] = [];
-  let value = 0n;
-  let small = 0;
-  let useBig = false;
-  let first = true;
+  let arcStart = s;
   for (let i = s; i < e; i++) {
-    const b = buf[i]!;
-    if (!useBig && small > 0x1ffffffffffff) {
-      useBig = true;
-      value = BigInt(small);
+    if ((buf[i]! & 0x80) !== 0) {
+      if (i === e - 1) throw new DerError("truncated OBJECT IDENTIFIER");
+      if (i - arcStart + 1 >= MAX_ARC_DIGITS) throw new DerError("OBJECT IDENTIFIER arc too large");
+      continue;
     }
-    if (useBig) value = (value << 7n) | BigInt(b & 0x7f);
-    else small = small * 128 + (b & 0x7f);
-    if ((b & 0x80) === 0) {
-      const v = useBig ? value : BigInt(small);
-      if (first) {
-        const a = v < 40n ? 0n : v < 80n ? 1n : 2n;
-        parts.push(a.toString(), (v - a * 40n).toString());
-        first = false;
-      } else {
-        parts.push(v.toString());
-      }
-      small = 0;
-      value = 0n;
-      useBig = false;
-    } else if (i === e - 1) {
-      throw new DerError("truncated OBJECT IDENTIFIER");
+    const value = arcValue(buf, arcStart, i + 1);
+    if (arcStart === s) {
+      // The first arc packs two: 40 * first + second, with first at most 2.
+      const first = value < 40 ? 0 : value < 80 ? 1 : 2;
+      parts.push(String(first), typeof value === "bigint" ? String(value - BigInt(first * 40)) : String(value - first * 40));
+    } else {
+      parts.push(String(value));
     }
+    arcStart = i + 1;
   }
   const oid = parts.join(".");
   if (key && oidCache.size < 1024) oidCache.set(key, oid);

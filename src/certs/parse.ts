@@ -17,7 +17,7 @@
  */
 import { CertReadError } from "../errors.js";
 import type { CertRecord } from "./record.js";
-import { DerError, TAG, type Tlv, asBuffer, children, decodeOid, expect, readTlv } from "./der.js";
+import { DerError, TAG, type Tlv, asBuffer, decodeOid, expect, readTlv } from "./der.js";
 import { decodeCertificate } from "./decode.js";
 
 export type CertFormat = "auto" | "pem" | "der" | "pkcs7";
@@ -29,50 +29,52 @@ const PKCS7_LABELS = new Set(["PKCS7", "PKCS #7 SIGNED DATA", "CMS"]);
 
 const OID_SIGNED_DATA = "1.2.840.113549.1.7.2";
 
+/** Distinct non-certificate labels remembered for the error message, and the length kept of each. */
+const MAX_LABELS_KEPT = 16;
+const MAX_LABEL_LENGTH = 64;
+/** Stands for the labels beyond MAX_LABELS_KEPT; no caller mistakes it for a key or CRL label. */
+const MORE_LABELS = "…";
+
 interface PemBlock {
   label: string;
   /** Base64 body, whitespace included; undefined when the END line is missing. */
   body: string | undefined;
 }
 
-const BEGIN = "-----BEGIN ";
-const DASHES = "-----";
+/**
+ * A BEGIN or END line's marker. RFC 7468 labels are printable and hold no hyphen, so a match never
+ * runs past the next "-" or line end: the whole scan is one linear pass, whatever the text.
+ */
+const MARKER = /-----(BEGIN|END) ([^\-\r\n]*)-----/g;
 
 /** True when the text holds a PEM BEGIN line. */
 function looksLikePem(text: string): boolean {
-  return /-----BEGIN [\x20-\x7e]*?-----/.test(text);
+  MARKER.lastIndex = 0;
+  for (let m = MARKER.exec(text); m; m = MARKER.exec(text)) if (m[1] === "BEGIN") return true;
+  return false;
 }
 
 /**
- * Splits PEM text into blocks. Text between blocks (openssl's "subject=" lines, comments, a BOM) is
- * ignored. A block ends at its END line; meeting another BEGIN line or the end of input first means
- * the END line is missing.
+ * Splits PEM text into blocks in one pass over its BEGIN and END markers. Text between blocks
+ * (openssl's "subject=" lines, comments, a BOM) is ignored, and so is an END line whose label does
+ * not match. A block ends at its END line; meeting another BEGIN line or the end of input first
+ * means the END line is missing.
  */
 function scanPem(text: string): PemBlock[] {
   const blocks: PemBlock[] = [];
-  let pos = 0;
-  for (;;) {
-    const begin = text.indexOf(BEGIN, pos);
-    if (begin < 0) break;
-    const labelEnd = text.indexOf(DASHES, begin + BEGIN.length);
-    const newline = text.indexOf("\n", begin);
-    if (labelEnd < 0 || (newline >= 0 && labelEnd > newline)) {
-      pos = begin + BEGIN.length;
-      continue;
+  let open: { label: string; bodyStart: number } | undefined;
+  MARKER.lastIndex = 0;
+  for (let m = MARKER.exec(text); m; m = MARKER.exec(text)) {
+    const label = (m[2] as string).trim();
+    if (m[1] === "BEGIN") {
+      if (open) blocks.push({ label: open.label, body: undefined });
+      open = { label, bodyStart: MARKER.lastIndex };
+    } else if (open && open.label === label) {
+      blocks.push({ label, body: text.slice(open.bodyStart, m.index) });
+      open = undefined;
     }
-    const label = text.slice(begin + BEGIN.length, labelEnd).trim();
-    const bodyStart = labelEnd + DASHES.length;
-    const endMarker = `-----END ${label}-----`;
-    const end = text.indexOf(endMarker, bodyStart);
-    const nextBegin = text.indexOf(BEGIN, bodyStart);
-    if (end < 0 || (nextBegin >= 0 && nextBegin < end)) {
-      blocks.push({ label, body: undefined });
-      pos = bodyStart;
-      continue;
-    }
-    blocks.push({ label, body: text.slice(bodyStart, end) });
-    pos = end + endMarker.length;
   }
+  if (open) blocks.push({ label: open.label, body: undefined });
   return blocks;
 }
 
@@ -107,42 +109,76 @@ function describe(err: unknown): string {
 /** Turns one certificate's TLV into its record; the parse cache passes one that remembers certificates. */
 export type CertDecoder = (buf: Uint8Array, cert: Tlv) => CertRecord;
 
-function certAt(buf: Uint8Array, tlv: Tlv, what: string, decode: CertDecoder): CertRecord {
-  try {
-    return decode(buf, tlv);
-  } catch (err) {
-    throw new CertReadError("corrupt_certificate", `${what}: ${describe(err)}`, { cause: err });
+export interface ParseOptions {
+  decode?: CertDecoder;
+  /** More certificates than this is `too_many_certificates`; decoding stops there, so work stays bounded. */
+  maxCertificates?: number;
+}
+
+/** Collects records up to the limit, so a bundle of a million certificates costs no more than the limit. */
+class Records {
+  readonly list: CertRecord[] = [];
+  readonly #max: number;
+  readonly #decode: CertDecoder;
+
+  constructor(options: ParseOptions) {
+    this.#max = options.maxCertificates ?? Infinity;
+    this.#decode = options.decode ?? decodeCertificate;
+  }
+
+  /** Decodes the certificate at `tlv`, failing the location with `what` when it does not decode. */
+  add(buf: Uint8Array, tlv: Tlv, what: string): void {
+    this.#room();
+    try {
+      this.list.push(this.#decode(buf, tlv));
+    } catch (err) {
+      throw new CertReadError("corrupt_certificate", `${what}: ${describe(err)}`, { cause: err });
+    }
+  }
+
+  /** Decodes the certificate at `tlv`, or says false when it is not one. */
+  tryAdd(buf: Uint8Array, tlv: Tlv): boolean {
+    this.#room();
+    try {
+      this.list.push(this.#decode(buf, tlv));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  #room(): void {
+    if (this.list.length >= this.#max) {
+      throw new CertReadError("too_many_certificates", `more than ${this.#max} certificates (limits.maxCertificatesPerLocation)`);
+    }
   }
 }
 
 /** DER certificates, one after another. Trailing bytes that do not form a further certificate are ignored, as OpenSSL does. */
-function parseDer(buf: Uint8Array, decode: CertDecoder): CertRecord[] {
+function parseDer(buf: Uint8Array, records: Records): void {
   let first: Tlv;
   try {
     first = readTlv(buf, 0);
   } catch (err) {
     throw new CertReadError("corrupt_certificate", `DER certificate: ${describe(err)}`, { cause: err });
   }
-  const records = [certAt(buf, first, "DER certificate", decode)];
+  records.add(buf, first, "DER certificate");
   let pos = first.end;
   while (pos < buf.length && buf[pos] === TAG.SEQUENCE) {
     let next: Tlv;
-    let record: CertRecord;
     try {
       next = readTlv(buf, pos);
-      record = decode(buf, next);
     } catch {
       break;
     }
-    records.push(record);
+    if (!records.tryAdd(buf, next)) break;
     pos = next.end;
   }
-  return records;
 }
 
 /** Certificates of a PKCS#7 / CMS SignedData ContentInfo (certs-only .p7b/.p7c, or any SignedData). */
-function parsePkcs7(buf: Uint8Array, what: string, decode: CertDecoder): CertRecord[] {
-  let certTlvs: Tlv[];
+function parsePkcs7(buf: Uint8Array, what: string, records: Records): void {
+  let certSet: Tlv | undefined;
   try {
     const info = expect(buf, 0, buf.length, TAG.SEQUENCE, "ContentInfo");
     const typeTlv = expect(buf, info.contentStart, info.contentEnd, TAG.OID, "ContentInfo contentType");
@@ -151,45 +187,61 @@ function parsePkcs7(buf: Uint8Array, what: string, decode: CertDecoder): CertRec
     }
     const explicit = expect(buf, typeTlv.end, info.contentEnd, 0xa0, "ContentInfo content");
     const signed = expect(buf, explicit.contentStart, explicit.contentEnd, TAG.SEQUENCE, "SignedData");
-    const parts = children(buf, signed);
     // version, digestAlgorithms, encapContentInfo, then [0] IMPLICIT certificates (optional).
-    const certSet = parts.slice(3).find((t) => t.tag === 0xa0);
-    certTlvs = certSet ? children(buf, certSet).filter((t) => t.tag === TAG.SEQUENCE) : [];
+    let p = signed.contentStart;
+    for (let field = 0; p < signed.contentEnd && certSet === undefined; field++) {
+      const part = readTlv(buf, p, signed.contentEnd);
+      if (field >= 3 && part.tag === 0xa0) certSet = part;
+      p = part.end;
+    }
   } catch (err) {
     if (err instanceof CertReadError) throw err;
     throw new CertReadError("corrupt_certificate", `${what}: ${describe(err)}`, { cause: err });
   }
-  if (certTlvs.length === 0) throw new CertReadError("no_certificate", `${what}: PKCS#7 holds no certificate`);
-  return certTlvs.map((t, i) => certAt(buf, t, `${what} certificate ${i}`, decode));
+  const before = records.list.length;
+  if (certSet) {
+    let p = certSet.contentStart;
+    for (let i = 0; p < certSet.contentEnd; i++) {
+      let tlv: Tlv;
+      try {
+        tlv = readTlv(buf, p, certSet.contentEnd);
+      } catch (err) {
+        throw new CertReadError("corrupt_certificate", `${what} certificate ${i}: ${describe(err)}`, { cause: err });
+      }
+      // Other CertificateChoices (attribute certificates, [n]-tagged) carry no X.509 certificate.
+      if (tlv.tag === TAG.SEQUENCE) records.add(buf, tlv, `${what} certificate ${i}`);
+      p = tlv.end;
+    }
+  }
+  if (records.list.length === before) throw new CertReadError("no_certificate", `${what}: PKCS#7 holds no certificate`);
 }
 
-function parsePem(text: string, onlyPkcs7: boolean, decode: CertDecoder): CertRecord[] {
+function parsePem(text: string, onlyPkcs7: boolean, records: Records): void {
   const blocks = scanPem(text);
   if (blocks.length === 0) throw new CertReadError("not_pem_or_der", "no PEM block found");
-  const records: CertRecord[] = [];
-  const labels: string[] = [];
+  const labels = new Set<string>();
   let certBlocks = 0;
   blocks.forEach((block, index) => {
     const isCert = !onlyPkcs7 && CERT_LABELS.has(block.label);
     const isPkcs7 = PKCS7_LABELS.has(block.label);
     if (!isCert && !isPkcs7) {
       // Keys, requests, CRLs, parameters…: skipped without decoding, so key material is never touched.
-      if (!labels.includes(block.label)) labels.push(block.label);
+      labels.add(labels.size < MAX_LABELS_KEPT ? block.label.slice(0, MAX_LABEL_LENGTH) : MORE_LABELS);
       return;
     }
     certBlocks++;
-    const what = `PEM block ${index} (${block.label})`;
+    const what = `PEM block ${index} (${block.label.slice(0, MAX_LABEL_LENGTH)})`;
     if (block.body === undefined) throw new CertReadError("corrupt_certificate", `${what}: no END line`);
     const der = decodeBase64(block.body);
     if (!der) throw new CertReadError("bad_base64", `${what}: body is not valid base64`);
     if (der.length === 0) throw new CertReadError("corrupt_certificate", `${what}: empty body`);
     if (isPkcs7) {
       try {
-        records.push(...parsePkcs7(der, what, decode));
+        parsePkcs7(der, what, records);
       } catch (err) {
         // An empty PKCS#7 beside real certificates is not an error; alone it is reported below.
         if (!(err instanceof CertReadError && err.reason === "no_certificate")) throw err;
-        if (!labels.includes(block.label)) labels.push(block.label);
+        labels.add(labels.size < MAX_LABELS_KEPT ? block.label : MORE_LABELS);
       }
       return;
     }
@@ -199,13 +251,13 @@ function parsePem(text: string, onlyPkcs7: boolean, decode: CertDecoder): CertRe
     } catch (err) {
       throw new CertReadError("corrupt_certificate", `${what}: ${describe(err)}`, { cause: err });
     }
-    records.push(certAt(der, tlv, what, decode));
+    records.add(der, tlv, what);
   });
-  if (records.length === 0) {
-    const message = certBlocks > 0 ? "PKCS#7 holds no certificate" : `PEM without a certificate (found: ${labels.join(", ")})`;
-    throw new CertReadError("no_certificate", message, { pemLabels: labels });
+  if (records.list.length === 0) {
+    const found = [...labels];
+    const message = certBlocks > 0 ? "PKCS#7 holds no certificate" : `PEM without a certificate (found: ${found.join(", ")})`;
+    throw new CertReadError("no_certificate", message, { pemLabels: found });
   }
-  return records;
 }
 
 function isBlank(bytes: Uint8Array): boolean {
@@ -217,14 +269,18 @@ function isBlank(bytes: Uint8Array): boolean {
  * Reads every certificate in `bytes`: a PEM bundle (any number of CERTIFICATE / TRUSTED CERTIFICATE /
  * PKCS7 / CMS blocks; other blocks such as keys, requests and CRLs are skipped), DER certificate(s) or a
  * DER PKCS#7. Throws CertReadError with reason not_pem_or_der, no_certificate (pemLabels filled),
- * corrupt_certificate or bad_base64. Records come in input order, which is the `index` label.
+ * corrupt_certificate, bad_base64 or too_many_certificates. Records come in input order, which is the
+ * `index` label. Work is linear in the input: one pass over PEM markers, each DER element read a
+ * bounded number of times, decoding stopped at `maxCertificates`.
  */
-export function parseCertificates(bytes: Uint8Array, format: CertFormat = "auto", decode: CertDecoder = decodeCertificate): CertRecord[] {
+export function parseCertificates(bytes: Uint8Array, format: CertFormat = "auto", options: ParseOptions = {}): CertRecord[] {
   if (bytes.length === 0 || isBlank(bytes)) throw new CertReadError("not_pem_or_der", "empty input");
+  const records = new Records(options);
   const der = looksLikeDer(bytes);
   if (format === "der") {
     if (!der) throw new CertReadError("not_pem_or_der", "not a DER certificate");
-    return parseDer(bytes, decode);
+    parseDer(bytes, records);
+    return records.list;
   }
   if (der && format !== "pem") {
     let contentType: string | undefined;
@@ -235,13 +291,15 @@ export function parseCertificates(bytes: Uint8Array, format: CertFormat = "auto"
     } catch {
       // Truncated: handled by the DER path below.
     }
-    if (contentType !== undefined || format === "pkcs7") return parsePkcs7(bytes, "PKCS#7", decode);
-    return parseDer(bytes, decode);
+    if (contentType !== undefined || format === "pkcs7") parsePkcs7(bytes, "PKCS#7", records);
+    else parseDer(bytes, records);
+    return records.list;
   }
   // PEM never holds bytes above 0x7f except in surrounding text; latin1 keeps offsets byte-exact.
   const text = asBuffer(bytes).toString("latin1");
   if (!looksLikePem(text)) {
     throw new CertReadError("not_pem_or_der", format === "auto" ? "neither PEM nor DER" : `not ${format === "pem" ? "PEM" : "PKCS#7"}`);
   }
-  return parsePem(text, format === "pkcs7", decode);
+  parsePem(text, format === "pkcs7", records);
+  return records.list;
 }

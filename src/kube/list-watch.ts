@@ -16,12 +16,12 @@ interface ListPage<T> {
 export interface ListWatchHandler<T> {
   /** A full list begins (first one, relist, resync). */
   listStarted?(): void;
-  /** One page of the list; the page is dropped after this returns. */
-  listPage(items: readonly T[]): void;
+  /** One page of the list; the page is dropped after this returns (or its promise settles). */
+  listPage(items: readonly T[]): void | Promise<void>;
   /** The list is complete: held objects whose key (objectKey) is not in `seen` are gone. */
   listCompleted(seen: ReadonlySet<string>): void;
-  /** A change delivered by the watch. */
-  watchEvent(type: "ADDED" | "MODIFIED" | "DELETED", object: T): void;
+  /** A change delivered by the watch; the next one waits for a returned promise. */
+  watchEvent(type: "ADDED" | "MODIFIED" | "DELETED", object: T): void | Promise<void>;
   /** The server refused a verb with 403 (a list: nothing in scope can be read). */
   forbidden(verb: "list" | "watch", error: KubeApiError): void;
   /** The verb works (again). */
@@ -265,7 +265,8 @@ export class ListWatch<T extends ObjectMeta> {
       failures = 0;
       expiredInARow = 0;
       for (const item of page.items) seen.add(objectKey(item));
-      o.handler.listPage(page.items);
+      await o.handler.listPage(page.items);
+      if (this.#stopped) return undefined;
       if (!page.continueToken) {
         o.handler.listCompleted(seen);
         o.reporter.listSucceeded((performance.now() - started) / 1000);
@@ -350,6 +351,8 @@ export class ListWatch<T extends ObjectMeta> {
       let done = false;
       let stream: WatchStream | undefined;
       let silence: NodeJS.Timeout | undefined;
+      /** The event being handled, awaited before the watch counts as ended: handler calls never overlap. */
+      let handling: Promise<void> | undefined;
       const end = (outcome: { end: "closed" | "silent" | "resync" | "expired" | "stopped" } | { end: "error"; error: KubeApiError }) => {
         if (done) return;
         done = true;
@@ -357,7 +360,7 @@ export class ListWatch<T extends ObjectMeta> {
         clearTimeout(resync);
         this.#stopWatch = undefined;
         stream?.abort();
-        resolve({ ...outcome, rv: lastRv, events } as WatchOutcome);
+        void (handling ?? Promise.resolve()).then(() => resolve({ ...outcome, rv: lastRv, events } as WatchOutcome));
       };
       const arm = () => {
         clearTimeout(silence);
@@ -377,19 +380,23 @@ export class ListWatch<T extends ObjectMeta> {
           o.handler.allowed("watch");
         },
         onEvent: (event) => {
-          if (done) return;
+          if (done) return undefined;
           arm();
           if (event.type === "ERROR") {
             const error = KubeApiError.fromStatus(0, event.object);
             end(error.kind === "expired" ? { end: "expired" } : { end: "error", error });
-            return;
+            return undefined;
           }
           const objectRv = (event.object as ObjectMeta).metadata?.resourceVersion;
-          if (event.type !== "BOOKMARK") {
-            events++;
-            o.handler.watchEvent(event.type, event.object as T);
-          }
           if (objectRv) lastRv = objectRv;
+          if (event.type === "BOOKMARK") return undefined;
+          events++;
+          const pending = o.handler.watchEvent(event.type, event.object as T);
+          if (!pending) return undefined;
+          handling = pending.finally(() => {
+            handling = undefined;
+          });
+          return handling;
         },
         onEnd: (error) => {
           if (!error) end({ end: "closed" });

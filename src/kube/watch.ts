@@ -12,8 +12,11 @@ export interface WatchEvent {
 export interface WatchHandlers {
   /** The server accepted the watch (200); events follow. */
   onOpen?(): void;
-  /** Every event, bookmarks included, in arrival order. */
-  onEvent(event: WatchEvent): void;
+  /**
+   * Every event, bookmarks included, in arrival order. When it returns a promise, the stream is
+   * paused and the next event waits for it, so a slow handler holds back the server, not memory.
+   */
+  onEvent(event: WatchEvent): void | Promise<void>;
   /** The stream ended: `null` when the server closed it cleanly, else why it failed. Called once. */
   onEnd(error: KubeApiError | null): void;
 }
@@ -59,29 +62,57 @@ export async function openWatch(kc: KubeConfig, path: string, query: Record<stri
       return;
     }
     handlers.onOpen?.();
-    let buffer = "";
+    // A line may arrive in many chunks: they are kept apart and joined once its newline arrives, so
+    // a long line costs its length once, not once per chunk.
+    const partial: string[] = [];
+    let partialLength = 0;
+    const lines: string[] = [];
+    let busy = false;
+    const handle = (line: string): Promise<void> | undefined => {
+      let event: WatchEvent;
+      try {
+        event = JSON.parse(line) as WatchEvent;
+      } catch {
+        finish(new KubeApiError(0, "the watch stream sent a line that is not JSON", "BadStream"));
+        return undefined;
+      }
+      if (typeof event?.type !== "string" || typeof event.object !== "object" || event.object === null) {
+        finish(new KubeApiError(0, "the watch stream sent an event without type or object", "BadStream"));
+        return undefined;
+      }
+      return handlers.onEvent(event) ?? undefined;
+    };
+    const drain = (): void => {
+      while (!ended && !busy && lines.length > 0) {
+        const pending = handle(lines.shift() as string);
+        if (!pending) continue;
+        busy = true;
+        res.pause();
+        void pending.then(() => {
+          busy = false;
+          if (ended) return;
+          res.resume();
+          drain();
+        });
+      }
+    };
     res.setEncoding("utf8");
     res.on("data", (chunk: string) => {
-      buffer += chunk;
-      let newline: number;
-      while (!ended && (newline = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, newline).trim();
-        buffer = buffer.slice(newline + 1);
-        if (!line) continue;
-        let event: WatchEvent;
-        try {
-          event = JSON.parse(line) as WatchEvent;
-        } catch {
-          finish(new KubeApiError(0, "the watch stream sent a line that is not JSON", "BadStream"));
-          return;
-        }
-        if (typeof event?.type !== "string" || typeof event.object !== "object" || event.object === null) {
-          finish(new KubeApiError(0, "the watch stream sent an event without type or object", "BadStream"));
-          return;
-        }
-        handlers.onEvent(event);
+      let start = 0;
+      for (let newline = chunk.indexOf("\n"); newline >= 0; newline = chunk.indexOf("\n", start)) {
+        partial.push(chunk.slice(start, newline));
+        const line = partial.join("").trim();
+        partial.length = 0;
+        partialLength = 0;
+        if (line) lines.push(line);
+        start = newline + 1;
       }
-      if (buffer.length > MAX_LINE_BYTES) finish(new KubeApiError(0, "a watch event is larger than 64 MiB", "BadStream"));
+      if (start < chunk.length) {
+        partial.push(chunk.slice(start));
+        partialLength += chunk.length - start;
+        if (partialLength > MAX_LINE_BYTES) finish(new KubeApiError(0, "a watch event is larger than 64 MiB", "BadStream"));
+      }
+      drain();
     });
     res.on("end", () => finish(res.complete ? null : KubeApiError.fromNetwork(new Error("watch response aborted"))));
     res.on("aborted", () => finish(KubeApiError.fromNetwork(new Error("watch response aborted"))));

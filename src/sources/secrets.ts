@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import type { KubeConfig } from "@kubernetes/client-node";
 import picomatch from "picomatch";
-import { pkcs12Certificates } from "../certs/pkcs12.js";
 import type { CertRecord } from "../certs/record.js";
 import type { KubernetesConfig, SecretRule, SecretsConfig } from "../config.js";
 import { CertReadError, toReadError } from "../errors.js";
@@ -9,9 +8,9 @@ import type { CertManagerLink, LocationUpdate, Thresholds } from "../inventory.j
 import { loadKubeConfig } from "../kube/client.js";
 import { missingPermission, type KubeApiError } from "../kube/errors.js";
 import { ListWatch, listWatchPacing, objectKey, type ListWatchHandler, type ListWatchReporter } from "../kube/list-watch.js";
-import { parseKubeconfig } from "./kubeconfig.js";
 import { NamespaceFilter } from "./namespaces.js";
 import type { Source, SourceContext } from "./source.js";
+import { TimeSlice } from "./time-slice.js";
 
 /** What is read of a Secret: list items (client-node models) and watch objects (raw JSON) both fit. */
 export interface SecretObject {
@@ -252,8 +251,11 @@ export class SecretsSource implements Source {
     for (const k of this.#loggedAnnotations) if (k.startsWith(prefix)) this.#loggedAnnotations.delete(k);
   }
 
-  /** Certificates of one data key, as one or more (location key, result) pairs. */
-  read(secret: SecretObject, key: string, rule: SecretRule): { key: string; result: readonly CertRecord[] | CertReadError }[] {
+  /**
+   * Certificates of one data key, as one or more (location key, result) pairs. PEM, DER and PKCS#7
+   * are parsed inline; PKCS#12 and kubeconfig YAML in the decode pool, off the event loop.
+   */
+  async read(secret: SecretObject, key: string, rule: SecretRule): Promise<{ key: string; result: readonly CertRecord[] | CertReadError }[]> {
     const bytes = decodeBase64(secret.data![key]!);
     const cache = this.#ctx.cache;
     const parse = (b: Uint8Array, format: "auto" | "pem" | "der"): readonly CertRecord[] | CertReadError => {
@@ -271,7 +273,7 @@ export class SecretsSource implements Source {
       case "kubeconfig": {
         let entries;
         try {
-          entries = parseKubeconfig(bytes, null);
+          entries = await this.#ctx.decodeKubeconfig(bytes, null);
         } catch (err) {
           return [{ key, result: toReadError(err, "bad_yaml") }];
         }
@@ -281,38 +283,33 @@ export class SecretsSource implements Source {
         }));
       }
       case "pkcs12":
-        return [{ key, result: this.#readPkcs12(secret, bytes, rule) }];
+        return [{ key, result: await this.#readPkcs12(secret, bytes, rule) }];
     }
   }
 
-  #readPkcs12(secret: SecretObject, bytes: Uint8Array, rule: SecretRule): readonly CertRecord[] | CertReadError {
-    const candidates: string[] = [];
+  async #readPkcs12(secret: SecretObject, bytes: Uint8Array, rule: SecretRule): Promise<readonly CertRecord[] | CertReadError> {
+    const passphrases: string[] = [];
     const fromKey = rule.passphraseKey ? secret.data?.[rule.passphraseKey] : undefined;
     if (fromKey !== undefined) {
       const text = decodeBase64(fromKey).toString("utf8");
-      candidates.push(text);
+      passphrases.push(text);
       // `kubectl create secret --from-file` keeps the file's final newline; a passphrase never has one.
       const trimmed = text.replace(/\r?\n$/, "");
-      if (trimmed !== text) candidates.push(trimmed);
+      if (trimmed !== text) passphrases.push(trimmed);
     } else if (rule.passphrase !== undefined) {
-      candidates.push(rule.passphrase);
+      passphrases.push(rule.passphrase);
     } else if (rule.passphraseKey) {
       return new CertReadError("wrong_passphrase", `no passphrase: the Secret has no key "${rule.passphraseKey}"`);
     } else {
-      candidates.push("");
+      passphrases.push("");
     }
-    let last: CertReadError | undefined;
-    for (const passphrase of candidates) {
-      try {
-        const records: CertRecord[] = [];
-        for (const der of pkcs12Certificates(bytes, passphrase)) records.push(...this.#ctx.cache.parse(der, "der"));
-        return records;
-      } catch (err) {
-        last = toReadError(err, "corrupt_certificate");
-        if (last.reason !== "wrong_passphrase") return last;
-      }
+    try {
+      const records: CertRecord[] = [];
+      for (const der of await this.#ctx.decodePkcs12(bytes, passphrases)) records.push(...this.#ctx.cache.parse(der, "der"));
+      return records;
+    } catch (err) {
+      return toReadError(err, "corrupt_certificate");
     }
-    return last!;
   }
 }
 
@@ -348,18 +345,22 @@ class SecretStream implements ListWatchHandler<SecretObject> {
 
   // ---------------------------------------------------------------- ListWatchHandler
 
-  listPage(items: readonly SecretObject[]): void {
-    for (const secret of items) this.#apply(objectKey(secret), secret);
+  async listPage(items: readonly SecretObject[]): Promise<void> {
+    const slice = new TimeSlice();
+    for (const secret of items) {
+      await this.#apply(objectKey(secret), secret);
+      await slice.yieldIfDue();
+    }
   }
 
   listCompleted(seen: ReadonlySet<string>): void {
     for (const key of [...this.#objects.keys()]) if (!seen.has(key)) this.#drop(key);
   }
 
-  watchEvent(type: "ADDED" | "MODIFIED" | "DELETED", secret: SecretObject): void {
+  async watchEvent(type: "ADDED" | "MODIFIED" | "DELETED", secret: SecretObject): Promise<void> {
     const key = objectKey(secret);
     if (type === "DELETED") this.#drop(key);
-    else this.#apply(key, secret);
+    else await this.#apply(key, secret);
   }
 
   forbidden(verb: "list" | "watch", error: KubeApiError): void {
@@ -378,7 +379,7 @@ class SecretStream implements ListWatchHandler<SecretObject> {
 
   // ---------------------------------------------------------------- objects
 
-  #apply(key: string, secret: SecretObject): void {
+  async #apply(key: string, secret: SecretObject): Promise<void> {
     const source = this.#source;
     const namespace = secret.metadata?.namespace ?? "";
     const name = secret.metadata?.name ?? "";
@@ -389,12 +390,13 @@ class SecretStream implements ListWatchHandler<SecretObject> {
     const old = this.#objects.get(key);
     if (old?.digest === digest) return;
     const extra = source.extra(secret);
+    const found: { key: string; result: readonly CertRecord[] | CertReadError }[] = [];
+    for (const { key: dataKey, rule } of plan) found.push(...(await source.read(secret, dataKey, rule.rule)));
+    // Published only once every key is read, so a slow decode never leaves a Secret half updated.
     const keys: string[] = [];
-    for (const { key: dataKey, rule } of plan) {
-      for (const { key: locationKey, result } of source.read(secret, dataKey, rule.rule)) {
-        keys.push(locationKey);
-        source.ctx.publish({ source: "secret", namespace, name, key: locationKey }, result, extra);
-      }
+    for (const { key: locationKey, result } of found) {
+      keys.push(locationKey);
+      source.ctx.publish({ source: "secret", namespace, name, key: locationKey }, result, extra);
     }
     if (old) {
       const now = new Set(keys);

@@ -1,4 +1,6 @@
 import type { ParseCache } from "../certs/cache.js";
+import type { KubeconfigEntry } from "../certs/kubeconfig.js";
+import { DecodePool } from "../decode-pool.js";
 import type { CertRecord } from "../certs/record.js";
 import { CertReadError } from "../errors.js";
 import type { Health } from "../health.js";
@@ -20,6 +22,48 @@ export interface Source {
   stop(): Promise<void>;
 }
 
+/** What one location may hold and one decode may cost; see `limits` in the configuration. */
+export interface ReadLimits {
+  maxCertificatesPerLocation: number;
+  maxBytesPerLocation: number;
+  pkcs12MaxIterations: number;
+}
+
+export const NO_READ_LIMITS: ReadLimits = { maxCertificatesPerLocation: Infinity, maxBytesPerLocation: Infinity, pkcs12MaxIterations: Infinity };
+
+export interface SourceContextOptions {
+  shard?: Shard;
+  limits?: ReadLimits;
+  /** Where PKCS#12 and YAML are decoded; one with a 5 s budget by default. */
+  decoder?: DecodePool;
+}
+
+/** Bytes of text a location's records keep: the label values they export. */
+function factBytes(records: readonly CertRecord[]): number {
+  let bytes = 0;
+  for (const r of records) {
+    bytes += r.subject.length + r.subjectCN.length + r.issuer.length + r.issuerCN.length + r.serial.length;
+    bytes += r.fingerprintSha256.length + r.keyAlgorithm.length + r.signatureAlgorithm.length;
+    for (const san of r.sans) bytes += san.length + 1;
+  }
+  return bytes;
+}
+
+/**
+ * The limits as a read error, or undefined when the records are within them. Checked here, where
+ * every source's results pass, so one object can cost its own location an error and nothing more.
+ */
+function overLimit(records: readonly CertRecord[], limits: ReadLimits): CertReadError | undefined {
+  if (records.length > limits.maxCertificatesPerLocation) {
+    return new CertReadError("too_many_certificates", `${records.length} certificates, over limits.maxCertificatesPerLocation (${limits.maxCertificatesPerLocation})`);
+  }
+  const bytes = factBytes(records);
+  if (bytes > limits.maxBytesPerLocation) {
+    return new CertReadError("too_large", `the certificate facts take ${bytes} bytes, over limits.maxBytesPerLocation (${limits.maxBytesPerLocation})`);
+  }
+  return undefined;
+}
+
 /** What every source is handed: the inventory, the shared parse cache, health and a logger. */
 export class SourceContext {
   readonly inventory: Inventory;
@@ -28,21 +72,36 @@ export class SourceContext {
   readonly log: Logger;
   /** This replica's share of namespaces and endpoints; sources read only what it owns. */
   readonly shard: Shard;
+  readonly limits: ReadLimits;
+  readonly decoder: DecodePool;
   /** Last reason logged per location, so a persistent error is logged once, not every scan. */
   readonly #loggedReason = new Map<string, string>();
   /** The refusals holding each scope error location, by what was refused. */
   readonly #refusals = new Map<string, Map<string, string>>();
 
-  constructor(inventory: Inventory, cache: ParseCache, health: Health, log: Logger, shard: Shard = UNSHARDED) {
+  constructor(inventory: Inventory, cache: ParseCache, health: Health, log: Logger, options: SourceContextOptions = {}) {
     this.inventory = inventory;
     this.cache = cache;
     this.health = health;
     this.log = log;
-    this.shard = shard;
+    this.shard = options.shard ?? UNSHARDED;
+    this.limits = options.limits ?? NO_READ_LIMITS;
+    this.decoder = options.decoder ?? new DecodePool({ timeoutMs: 5000 });
+  }
+
+  /** The certificates (DER) of a PKCS#12 bundle that one of the passphrases opens, decoded off the event loop. */
+  decodePkcs12(bytes: Uint8Array, passphrases: readonly string[]): Promise<Uint8Array[]> {
+    return this.decoder.pkcs12(bytes, passphrases, this.limits.pkcs12MaxIterations);
+  }
+
+  /** The entries of a kubeconfig, decoded off the event loop; see parseKubeconfig. */
+  decodeKubeconfig(bytes: Uint8Array, baseDir: string | null): Promise<KubeconfigEntry[]> {
+    return this.decoder.kubeconfig(bytes, baseDir);
   }
 
   /** Publishes the certificates found at a location, or the error that stopped them being read. */
-  publish(location: Location, result: readonly CertRecord[] | CertReadError, extra: Omit<LocationUpdate, "certificates" | "error"> = {}): void {
+  publish(location: Location, found: readonly CertRecord[] | CertReadError, extra: Omit<LocationUpdate, "certificates" | "error"> = {}): void {
+    const result = found instanceof CertReadError ? found : (overLimit(found, this.limits) ?? found);
     const id = locationId(location);
     if (result instanceof CertReadError) {
       if (this.#loggedReason.get(id) !== result.reason) {

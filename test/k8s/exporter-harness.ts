@@ -64,7 +64,7 @@ export async function startHarness(t: Teardown, opts: HarnessOptions = {}): Prom
   const inventory = new Inventory();
   const health = new Health(inventory);
   const cache = new ParseCache(opts.cacheEntries ?? 1000);
-  const ctx = new SourceContext(inventory, cache, health, log, opts.shard);
+  const ctx = new SourceContext(inventory, cache, health, log, { shard: opts.shard });
   const source = new SecretsSource({ secrets: config.sources.secrets, kubernetes: config.kubernetes }, ctx);
   let closed = false;
   const close = async () => {
