@@ -80,7 +80,7 @@ function probeChildScript(compiled: string, portsFile: string, caFile: string): 
     const inventory = new Inventory();
     const ctx = new SourceContext(inventory, new ParseCache(20000), new Health(inventory), createLogger("silent"));
     const targets = ports.map((port) => ({ address: "127.0.0.1:" + port, serverName: "bench.local", caFile: ${JSON.stringify(caFile)} }));
-    const source = new EndpointSource(targets, { intervalSeconds: 3600, jitter: 0, concurrency: ${CONCURRENCY}, timeout: 10, connectTimeout: 5 }, ctx);
+    const source = new EndpointSource(targets, { intervalSeconds: 3600, jitter: 0, concurrency: ${CONCURRENCY}, timeout: 10, connectTimeout: 5, maxFileSize: 1048576 }, ctx);
     const cycles = [];
     for (let i = 0; i < ${CYCLES}; i++) {
       const cpu = process.cpuUsage();

@@ -1,5 +1,6 @@
-import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { z } from "zod";
+import { CertReadError } from "./errors.js";
+import { readFileBounded } from "./read-bounded.js";
 import { YamlError, loadYaml } from "./yaml.js";
 
 /** Thrown for every configuration problem; the CLI turns it into exit code 2. */
@@ -325,36 +326,13 @@ export function validateConfig(raw: unknown): Config {
   return result.data;
 }
 
-/**
- * Reads a file of at most `maxBytes`, trusting neither its name nor its reported size: opened
- * non-blocking (a FIFO must not hang the start), refused unless it is a regular file, and read one
- * byte past the limit so a file that grows is caught.
- */
-function readBounded(path: string, maxBytes: number): Buffer {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  try {
-    if (!fstatSync(fd).isFile()) throw new ConfigError(`cannot read config file ${path}: not a regular file`);
-    const buffer = Buffer.alloc(maxBytes + 1);
-    let length = 0;
-    for (;;) {
-      const read = readSync(fd, buffer, length, buffer.length - length, null);
-      length += read;
-      if (read === 0 || length === buffer.length) break;
-    }
-    if (length > maxBytes) throw new ConfigError(`config file ${path} is larger than ${maxBytes} bytes`);
-    return buffer.subarray(0, length);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 export function readConfigFile(path: string): unknown {
   let bytes: Buffer;
   try {
-    bytes = readBounded(path, MAX_CONFIG_FILE_BYTES);
+    bytes = readFileBounded(path, MAX_CONFIG_FILE_BYTES);
   } catch (err) {
-    if (err instanceof ConfigError) throw err;
-    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+    if (err instanceof CertReadError && err.reason === "too_large") throw new ConfigError(`config file ${path} is larger than ${MAX_CONFIG_FILE_BYTES} bytes`);
+    throw new ConfigError(`cannot read config file ${(err as Error).message}`);
   }
   try {
     return loadYaml(bytes.toString("utf8"));

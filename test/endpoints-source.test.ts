@@ -35,7 +35,7 @@ function harness(t: Test, targets: EndpointTarget[], options: Partial<EndpointSo
     order.push(location.name);
     published.emit("publish", location.name);
   };
-  const source = new EndpointSource(targets, { intervalSeconds: 3600, jitter: 0, concurrency: 8, timeout: 5, connectTimeout: 2, ...options }, ctx, providers);
+  const source = new EndpointSource(targets, { intervalSeconds: 3600, jitter: 0, concurrency: 8, timeout: 5, connectTimeout: 2, maxFileSize: 1024 * 1024, ...options }, ctx, providers);
   t.teardown(() => source.stop());
   return { inventory, health, source, ctx, published, order };
 }

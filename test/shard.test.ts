@@ -166,7 +166,7 @@ t.test("sharded endpoint sources probe disjoint targets, keyed by host:port", as
   for (let index = 0; index < count; index++) {
     const inventory = new Inventory();
     const ctx = new SourceContext(inventory, new ParseCache(10), new Health(inventory), createLogger("silent"), { shard: resolveShard({ count, index }) });
-    const source = new EndpointSource(targets, { intervalSeconds: 3600, jitter: 0, concurrency: 4, timeout: 2, connectTimeout: 1 }, ctx);
+    const source = new EndpointSource(targets, { intervalSeconds: 3600, jitter: 0, concurrency: 4, timeout: 2, connectTimeout: 1, maxFileSize: 1024 * 1024 }, ctx);
     await source.scanOnce();
     for (const entry of inventory.entries()) {
       t.equal(shardOf(entry.location.name, count), index, `${entry.location.name} probed by its owner`);

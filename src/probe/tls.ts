@@ -419,10 +419,17 @@ class WireTap extends Duplex {
   }
 }
 
-/** Reads the server's handshake messages from its raw byte stream. */
+/**
+ * Reads the server's handshake messages from its raw byte stream. One pass: record bodies are copied
+ * once into a buffer the size of the input (handshake bytes never outnumber the record bytes that
+ * carry them), so a peer that splits its messages into one-byte records costs no more than one that
+ * does not.
+ */
 export function parseServerFlight(bytes: Buffer, serverHandshakeSecret: Buffer | undefined): WireFacts {
   const facts: WireFacts = { certificates: [], certificateRequested: false, version: "" };
-  let handshake: Buffer = Buffer.alloc(0);
+  const handshake = Buffer.allocUnsafe(bytes.length);
+  let filled = 0;
+  let consumed = 0;
   let tls13 = false;
   let suite = 0;
   let decrypt: ((header: Buffer, body: Buffer) => Buffer | undefined) | undefined;
@@ -446,13 +453,13 @@ export function parseServerFlight(bytes: Buffer, serverHandshakeSecret: Buffer |
       if (end < 0 || inner[end] !== 22) break;
       plain = inner.subarray(0, end);
     } else continue;
-    handshake = handshake.length ? Buffer.concat([handshake, plain]) : plain;
-    while (handshake.length >= 4) {
-      const msgType = handshake[0] as number;
-      const msgLength = handshake.readUIntBE(1, 3);
-      if (handshake.length < 4 + msgLength) break;
-      const msg = handshake.subarray(4, 4 + msgLength);
-      handshake = handshake.subarray(4 + msgLength);
+    filled += plain.copy(handshake, filled);
+    while (filled - consumed >= 4) {
+      const msgType = handshake[consumed] as number;
+      const msgLength = handshake.readUIntBE(consumed + 1, 3);
+      if (filled - consumed < 4 + msgLength) break;
+      const msg = handshake.subarray(consumed + 4, consumed + 4 + msgLength);
+      consumed += 4 + msgLength;
       if (msgType === 2) {
         const hello = parseServerHello(msg);
         if (hello.retry) continue;

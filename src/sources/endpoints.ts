@@ -1,5 +1,4 @@
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import type { SecureContext } from "node:tls";
 import pLimit, { type LimitFunction } from "p-limit";
@@ -8,6 +7,7 @@ import type { EndpointTarget } from "../config.js";
 import { CertReadError, toReadError } from "../errors.js";
 import { locationId, type EndpointProbe, type Location } from "../inventory.js";
 import { probeTls, tlsContext } from "../probe/tls.js";
+import { readFileBounded } from "../read-bounded.js";
 import type { Source, SourceContext } from "./source.js";
 
 /** One endpoint to probe, from the configuration or from discovery. */
@@ -109,6 +109,8 @@ export interface EndpointSourceOptions {
   /** Overall deadline of one probe, seconds. */
   timeout: number;
   connectTimeout: number;
+  /** CA, client certificate and key files larger than this are `too_large`. */
+  maxFileSize: number;
 }
 
 interface TargetState {
@@ -340,10 +342,11 @@ export class EndpointSource implements Source {
 
   /** Reads a target's files and returns the context for their contents, built once per distinct content. */
   async #loadSecureContext(target: ProbeTarget): Promise<SecureContext> {
+    const read = (path: string) => readFileBounded(path, this.#options.maxFileSize);
     const ca = [...(target.caPem ?? [])];
-    if (target.caFile) ca.push(await readFile(target.caFile, "utf8"));
-    const cert = target.certFile ? await readFile(target.certFile) : undefined;
-    const key = target.keyFile ? await readFile(target.keyFile) : undefined;
+    if (target.caFile) ca.push(read(target.caFile).toString("utf8"));
+    const cert = target.certFile ? read(target.certFile) : undefined;
+    const key = target.keyFile ? read(target.keyFile) : undefined;
     const hash = createHash("sha256");
     for (const part of [...ca, "\u0000", cert ?? "", "\u0000", key ?? ""]) hash.update(part);
     const cacheKey = hash.digest("base64");

@@ -22,7 +22,7 @@ export async function createSources(config: Config, ctx: SourceContext): Promise
   const found = kubernetes.discovery;
   if (endpoints.length || found) {
     const { timeout, connectTimeout, concurrency, jitter } = config.probe;
-    const options = { intervalSeconds: config.intervals.endpoints, jitter, concurrency, timeout, connectTimeout };
+    const options = { intervalSeconds: config.intervals.endpoints, jitter, concurrency, timeout, connectTimeout, maxFileSize: config.limits.maxFileSize };
     sources.push(new EndpointSource(endpoints, options, ctx, found));
   }
   return sources;
