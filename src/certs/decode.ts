@@ -196,8 +196,11 @@ function serialHex(buf: Uint8Array, tlv: Tlv): string {
  */
 const issuerNames = new Map<string, DecodedName>();
 const MAX_ISSUER_NAMES = 1024;
+/** Real issuer names are a few hundred bytes; a crafted huge one is decoded, never kept as a key. */
+const MAX_CACHED_ISSUER_BYTES = 2048;
 
 function issuerName(buf: Uint8Array, tlv: Tlv): DecodedName {
+  if (tlv.end - tlv.start > MAX_CACHED_ISSUER_BYTES) return decodeName(buf, tlv);
   const der = asBuffer(buf).toString("latin1", tlv.start, tlv.end);
   let name = issuerNames.get(der);
   if (!name) {
