@@ -21,6 +21,7 @@ export interface DecodeRequest {
 }
 
 export interface DecodeReply {
+  /** 0 for the worker's first message: its modules are loaded and it takes work. */
   id: number;
   result?: DecodeResult;
   error?: { reason: ReadErrorReason; message: string };
@@ -55,6 +56,8 @@ function startWorker(heapMb: number): Worker {
 
 class Slot {
   readonly worker: Worker;
+  /** Loaded and listening; a decode's time budget starts only then, not while the worker boots. */
+  ready = false;
   current: Pending | undefined;
   timer: NodeJS.Timeout | undefined;
   idle: NodeJS.Timeout | undefined;
@@ -123,7 +126,7 @@ export class DecodePool {
   #dispatch(): void {
     while (this.#queue.length > 0) {
       const slot = this.#freeSlot();
-      if (!slot) return;
+      if (!slot?.ready) return;
       const pending = this.#queue.shift() as Pending;
       clearTimeout(slot.idle);
       slot.current = pending;
@@ -136,10 +139,14 @@ export class DecodePool {
   }
 
   #freeSlot(): Slot | undefined {
-    for (const slot of this.#slots) if (!slot.current) return slot;
+    for (const slot of this.#slots) if (slot.ready && !slot.current) return slot;
     if (this.#slots.size >= this.#size) return undefined;
     const slot = new Slot(this.#heapMb);
-    slot.worker.on("message", (reply: DecodeReply) => this.#settle(slot, reply));
+    slot.worker.on("message", (reply: DecodeReply) => {
+      if (reply.id !== 0) return this.#settle(slot, reply);
+      slot.ready = true;
+      this.#dispatch();
+    });
     // A worker that dies (out of memory, a crash) fails its decode; the next decode gets a new worker.
     slot.worker.on("error", (err: Error & { code?: string }) => {
       const outOfMemory = err.code === "ERR_WORKER_OUT_OF_MEMORY";

@@ -32,3 +32,4 @@ port.on("message", (request: DecodeRequest) => {
   const transfer = reply.result?.kind === "pkcs12" ? reply.result.certificates.map((der) => der.buffer as ArrayBuffer) : [];
   port.postMessage(reply, transfer);
 });
+port.postMessage({ id: 0 } satisfies DecodeReply);

@@ -1,13 +1,15 @@
 import { execFileSync } from "node:child_process";
 import { webcrypto } from "node:crypto";
 import { mkdir, rename, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { join } from "node:path";
 import t from "tap";
 import { crlPem, csrPem, makeCert, makeChain, pkcs7, privateKeyPem } from "../scripts/certgen.js";
 import type { PathGroup } from "../src/config.js";
 import type { LocationEntry } from "../src/inventory.js";
+import { FileReader } from "../src/sources/file-reader.js";
 import { FileSource } from "../src/sources/files.js";
-import { expandHome, expandPathGroups } from "../src/sources/paths.js";
+import { expandHome, expandPathGroups } from "../src/sources/glob.js";
 import { polledSource, tempDir as makeTempDir } from "./helpers/polled-source.js";
 
 type Tap = Pick<typeof t, "teardown" | "equal">;
@@ -62,8 +64,9 @@ t.test("expandPathGroups: relative paths, ~ and literal paths that do not exist"
   t.equal(expandHome("~", "/home/u"), "/home/u");
   t.equal(expandHome("~/x/y", "/home/u"), "/home/u/x/y");
   t.equal(expandHome("~other/x", "/home/u"), "~other/x");
-  const matched = await expandPathGroups([group(["*.pem", "missing.pem", "~/also-missing"])], { cwd: dir, home: "/nonexistent-home" });
-  t.same(matched, [
+  const { matches, problems } = await expandPathGroups([group(["*.pem", "missing.pem", "~/also-missing"])], { cwd: dir, home: "/nonexistent-home" });
+  t.same(problems, []);
+  t.same(matches, [
     { path: "/nonexistent-home/also-missing", literal: true },
     { path: join(dir, "missing.pem"), literal: true },
     { path: join(dir, "one.pem"), literal: false },
@@ -193,6 +196,7 @@ t.test("unreadable paths: a folder, a FIFO, a symlink loop; a dangling symlink i
   t.match(h.at(folder)?.error?.message, /directory/);
   t.equal(h.at(fifo)?.error?.reason, "unreadable", "a FIFO is refused without opening it (which would hang)");
   t.equal(h.at(loop)?.error?.reason, "unreadable");
+  t.equal(h.at(loop)?.error?.message, `${loop}: symlink loop`);
   t.equal(h.at(dangling)?.error?.reason, "not_found");
   t.equal(h.at(good)?.certificates[0]?.subjectCN, "fine", "the others are still exported");
   t.equal(h.source.reader.reads, 1, "only the regular file was read");
@@ -283,4 +287,30 @@ t.test("an error clears when the file is fixed, and start/stop run the poller", 
   await h.scan();
   t.equal(h.at(path)?.error, undefined);
   t.equal(h.at(path)?.certificates[0]?.subjectCN, "fixed");
+});
+
+t.test("FileReader awaits an asynchronous interpret, and zeroes the bytes only after it", async (t) => {
+  const dir = await tempDir(t);
+  const good = join(dir, "good.bin");
+  const bad = join(dir, "bad.bin");
+  await writeFile(good, "secret bytes");
+  await writeFile(bad, "x");
+  const seen: Buffer[] = [];
+  const reader = new FileReader(
+    async (bytes, path) => {
+      seen.push(bytes);
+      await nextTurn();
+      if (path === bad) throw new Error("cannot decode");
+      return bytes.toString("utf8");
+    },
+    { maxFileSize: 1024 },
+  );
+  reader.beginScan();
+  t.same(await reader.read(good), { kind: "value", value: "secret bytes" }, "the bytes were whole while interpret ran");
+  const failed = await reader.read(bad);
+  t.equal(failed.kind === "error" && failed.error.reason, "corrupt_certificate", "a rejection is an error outcome");
+  t.ok(
+    seen.every((bytes) => bytes.every((byte) => byte === 0)),
+    "zeroed afterwards",
+  );
 });

@@ -6,7 +6,8 @@ import { makeCert, makeChain, privateKeyPem } from "../scripts/certgen.js";
 import type { PathGroup } from "../src/config.js";
 import { CertReadError } from "../src/errors.js";
 import type { LocationEntry } from "../src/inventory.js";
-import { KubeconfigSource, parseKubeconfig } from "../src/sources/kubeconfig.js";
+import { parseKubeconfig } from "../src/certs/kubeconfig.js";
+import { KubeconfigSource } from "../src/sources/kubeconfig.js";
 import { polledSource, tempDir as makeTempDir } from "./helpers/polled-source.js";
 
 type Tap = Pick<typeof t, "teardown" | "equal">;

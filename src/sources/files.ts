@@ -2,8 +2,10 @@ import type { CertRecord } from "../certs/record.js";
 import type { PathGroup } from "../config.js";
 import { CertReadError } from "../errors.js";
 import type { Location } from "../inventory.js";
-import { expandPathGroups, FileReader, ScanPublisher } from "./paths.js";
+import { FileReader } from "./file-reader.js";
+import { expandPathGroups } from "./glob.js";
 import { PolledSource } from "./poller.js";
+import { ScanPublisher } from "./scan-publisher.js";
 import type { SourceContext } from "./source.js";
 
 /**
@@ -33,27 +35,37 @@ export function holdsOnlyNonCertificates(error: CertReadError): boolean {
   return error.reason === "no_certificate" && error.pemLabels.length > 0 && error.pemLabels.every((label) => NOT_CERTIFICATE_LABELS.has(label));
 }
 
+function fileLocation(path: string): Location {
+  return { source: "file", namespace: "", name: path, key: "" };
+}
+
 /** Certificates in a file, or null for a file that has nothing for us (keys, CSRs, CRLs only). */
 type FileValue = readonly CertRecord[] | null;
 
 export interface FileSourceOptions {
   intervalSeconds: number;
   maxFileSize: number;
+  /** limits.maxGlobEntries: directory entries one glob may visit in one scan. */
+  maxGlobEntries?: number;
 }
 
 /**
  * Certificate files (PEM bundles, DER, PKCS#7) found by paths and globs, polled on an interval.
- * One location per file: `{source: "file", name: <absolute path as matched>}`.
+ * One location per file: `{source: "file", name: <absolute path as matched>}`; whatever a glob
+ * reached but could not read (a directory, a name that is not UTF-8, the glob itself when it
+ * visits too many entries) is an error location of its own, named the same way.
  */
 export class FileSource extends PolledSource {
   /** Exposed so tests can count reads. */
   readonly reader: FileReader<FileValue>;
   readonly #groups: readonly PathGroup[];
+  readonly #maxGlobEntries: number | undefined;
   readonly #publisher: ScanPublisher;
 
   constructor(groups: PathGroup[], options: FileSourceOptions, ctx: SourceContext) {
     super("file", options.intervalSeconds, ctx);
     this.#groups = groups;
+    this.#maxGlobEntries = options.maxGlobEntries;
     this.#publisher = new ScanPublisher(ctx, "file");
     this.reader = new FileReader<FileValue>(
       (bytes) => {
@@ -69,11 +81,12 @@ export class FileSource extends PolledSource {
   }
 
   protected async scan(): Promise<void> {
-    const matched = await expandPathGroups(this.#groups);
+    const { matches, problems } = await expandPathGroups(this.#groups, { maxEntries: this.#maxGlobEntries });
     this.reader.beginScan();
     this.#publisher.begin();
-    for (const { path, literal } of matched) {
-      const location: Location = { source: "file", namespace: "", name: path, key: "" };
+    for (const { path, error } of problems) this.#publisher.publish(fileLocation(path), error);
+    for (const { path, literal } of matches) {
+      const location = fileLocation(path);
       const outcome = await this.reader.read(path);
       switch (outcome.kind) {
         case "value":

@@ -12,17 +12,16 @@ import type { Source, SourceContext } from "./source.js";
 export async function createSources(config: Config, ctx: SourceContext): Promise<Source[]> {
   const sources: Source[] = [];
   const { files, kubeconfigs, secrets, discovery, endpoints } = config.sources;
-  if (files.length) sources.push(new FileSource(files, { intervalSeconds: config.intervals.files, maxFileSize: config.limits.maxFileSize }, ctx));
-  if (kubeconfigs.length) {
-    sources.push(new KubeconfigSource(kubeconfigs, { intervalSeconds: config.intervals.kubeconfigs, maxFileSize: config.limits.maxFileSize }, ctx));
-  }
+  const { maxFileSize, maxGlobEntries } = config.limits;
+  if (files.length) sources.push(new FileSource(files, { intervalSeconds: config.intervals.files, maxFileSize, maxGlobEntries }, ctx));
+  if (kubeconfigs.length) sources.push(new KubeconfigSource(kubeconfigs, { intervalSeconds: config.intervals.kubeconfigs, maxFileSize, maxGlobEntries }, ctx));
   const discovering = Object.values(discovery).some((kind) => kind.enabled);
   const kubernetes = secrets.enabled || discovering ? (await import("./kubernetes.js")).kubernetesSources(config, ctx) : {};
   if (kubernetes.secrets) sources.push(kubernetes.secrets);
   const found = kubernetes.discovery;
   if (endpoints.length || found) {
     const { timeout, connectTimeout, concurrency, jitter } = config.probe;
-    const options = { intervalSeconds: config.intervals.endpoints, jitter, concurrency, timeout, connectTimeout, maxFileSize: config.limits.maxFileSize };
+    const options = { intervalSeconds: config.intervals.endpoints, jitter, concurrency, timeout, connectTimeout, maxFileSize };
     sources.push(new EndpointSource(endpoints, options, ctx, found));
   }
   return sources;

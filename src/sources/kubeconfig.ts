@@ -1,151 +1,13 @@
-import { dirname, resolve } from "node:path";
-import { parseDocument } from "yaml";
+import { dirname } from "node:path";
 import type { CertRecord } from "../certs/record.js";
 import type { PathGroup } from "../config.js";
-import { CertReadError, toReadError } from "../errors.js";
+import { toReadError } from "../errors.js";
 import type { Location } from "../inventory.js";
-import { expandPathGroups, FileReader, ScanPublisher, type LocationResult } from "./paths.js";
+import { FileReader } from "./file-reader.js";
+import { expandPathGroups } from "./glob.js";
 import { PolledSource } from "./poller.js";
+import { ScanPublisher, type LocationResult } from "./scan-publisher.js";
 import type { SourceContext } from "./source.js";
-
-/**
- * One certificate a kubeconfig points at, keyed `clusters/<name>` or `users/<name>`: inline bytes
- * (a `*-data` field, base64-decoded), a file (a `certificate-authority` / `client-certificate`
- * path), or the error that stopped the entry being read.
- */
-export type KubeconfigEntry =
-  | { key: string; kind: "data"; bytes: Uint8Array }
-  | { key: string; kind: "file"; path: string }
-  | { key: string; kind: "error"; error: CertReadError };
-
-type Mapping = Record<string, unknown>;
-
-function isMapping(value: unknown): value is Mapping {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function describe(value: unknown): string {
-  if (value === null || value === undefined) return "empty";
-  if (Array.isArray(value)) return "a list";
-  return `a ${typeof value}`;
-}
-
-function notKubeconfig(message: string): CertReadError {
-  return new CertReadError("bad_yaml", `not a kubeconfig: ${message}`);
-}
-
-/** Standard base64 as Go's encoding/json accepts it for []byte: padding required, line breaks ignored. */
-function decodeBase64(text: string): Uint8Array | undefined {
-  const compact = text.replace(/\s+/g, "");
-  if (compact.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(compact)) return undefined;
-  return Buffer.from(compact, "base64");
-}
-
-/**
- * The certificate of one cluster or user: the `-data` field wins over the file reference, as in
- * client-go; an empty string counts as absent; neither present means no entry.
- */
-function certificateEntry(key: string, holder: Mapping, dataField: string, fileField: string, baseDir: string | null): KubeconfigEntry | undefined {
-  const data = holder[dataField];
-  if (data !== undefined && data !== null && data !== "") {
-    if (typeof data !== "string") return { key, kind: "error", error: new CertReadError("bad_yaml", `${key}: ${dataField} is ${describe(data)}, not a string`) };
-    const bytes = decodeBase64(data);
-    if (!bytes) return { key, kind: "error", error: new CertReadError("bad_base64", `${key}: ${dataField} is not valid base64`) };
-    return { key, kind: "data", bytes };
-  }
-  const file = holder[fileField];
-  if (file === undefined || file === null || file === "") return undefined;
-  if (typeof file !== "string") return { key, kind: "error", error: new CertReadError("bad_yaml", `${key}: ${fileField} is ${describe(file)}, not a string`) };
-  if (baseDir === null) {
-    return { key, kind: "error", error: new CertReadError("file_reference_not_allowed", `${key}: ${fileField} refers to the file ${file}, which cannot be read from here`) };
-  }
-  return { key, kind: "file", path: resolve(baseDir, file) };
-}
-
-function namedList(config: Mapping, field: "clusters" | "users"): unknown[] {
-  const list = config[field];
-  if (list === undefined || list === null) return [];
-  if (!Array.isArray(list)) throw notKubeconfig(`${field} is ${describe(list)}, not a list`);
-  return list;
-}
-
-function collect(
-  config: Mapping,
-  field: "clusters" | "users",
-  inner: "cluster" | "user",
-  dataField: string,
-  fileField: string,
-  baseDir: string | null,
-  into: Map<string, KubeconfigEntry>,
-): void {
-  namedList(config, field).forEach((item, index) => {
-    const name = isMapping(item) ? item.name : undefined;
-    if (!isMapping(item) || typeof name !== "string" || name === "") {
-      const key = `${field}/#${index}`;
-      into.set(key, { key, kind: "error", error: new CertReadError("bad_yaml", `${field}[${index}] has no name`) });
-      return;
-    }
-    const key = `${field}/${name}`;
-    const holder = item[inner];
-    if (holder === undefined || holder === null) {
-      into.delete(key);
-      return;
-    }
-    if (!isMapping(holder)) {
-      into.set(key, { key, kind: "error", error: new CertReadError("bad_yaml", `${key}: ${inner} is ${describe(holder)}, not a mapping`) });
-      return;
-    }
-    const entry = certificateEntry(key, holder, dataField, fileField, baseDir);
-    // A later entry of the same name replaces an earlier one, as client-go's loader does.
-    if (entry) into.set(key, entry);
-    else into.delete(key);
-  });
-}
-
-/**
- * The certificates a kubeconfig points at, without any I/O, so that kubeconfigs stored in Secrets can
- * use it too. File references resolve against `baseDir` (the kubeconfig's folder); with `baseDir`
- * null they are `file_reference_not_allowed` errors. Only the certificate fields are looked at:
- * `client-key-data`, tokens and auth providers are never read or returned.
- *
- * Throws a `bad_yaml` CertReadError when the text is not YAML, not UTF-8, or not a kubeconfig (not a
- * mapping, a `kind` other than Config, no clusters/users/contexts, or those not lists). Error
- * messages carry positions, never the text itself, since a kubeconfig holds secrets.
- */
-export function parseKubeconfig(input: string | Uint8Array, baseDir: string | null): KubeconfigEntry[] {
-  let text: string;
-  if (typeof input === "string") {
-    text = input;
-  } else {
-    try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(input);
-    } catch {
-      throw new CertReadError("bad_yaml", "not valid YAML: not UTF-8 text");
-    }
-  }
-  let config: unknown;
-  try {
-    const doc = parseDocument(text, { prettyErrors: false });
-    const error = doc.errors[0];
-    if (error) {
-      const line = text.slice(0, error.pos[0]).split("\n").length;
-      throw new CertReadError("bad_yaml", `not valid YAML: ${error.code} at line ${line}`);
-    }
-    config = doc.toJS({ maxAliasCount: 100 });
-  } catch (err) {
-    if (err instanceof CertReadError) throw err;
-    throw new CertReadError("bad_yaml", `not valid YAML: ${(err as { code?: string }).code ?? "cannot be loaded"}`);
-  }
-  if (!isMapping(config)) throw notKubeconfig(`the document is ${describe(config)}, not a mapping`);
-  if (config.kind !== undefined && config.kind !== "Config") throw notKubeconfig("kind is not Config");
-  if (config.kind === undefined && !("clusters" in config || "users" in config || "contexts" in config)) {
-    throw notKubeconfig("no clusters, users or contexts");
-  }
-  const entries = new Map<string, KubeconfigEntry>();
-  collect(config, "clusters", "cluster", "certificate-authority-data", "certificate-authority", baseDir, entries);
-  collect(config, "users", "user", "client-certificate-data", "client-certificate", baseDir, entries);
-  return [...entries.values()];
-}
 
 /** A kubeconfig entry with its inline certificates already parsed, or a file still to read. */
 type ResolvedEntry = { key: string; result: LocationResult } | { key: string; file: string };
@@ -153,12 +15,15 @@ type ResolvedEntry = { key: string; result: LocationResult } | { key: string; fi
 export interface KubeconfigSourceOptions {
   intervalSeconds: number;
   maxFileSize: number;
+  /** limits.maxGlobEntries: directory entries one glob may visit in one scan. */
+  maxGlobEntries?: number;
 }
 
 /**
  * Kubeconfig files found by paths and globs. One location per cluster CA and user client
  * certificate: `{source: "kubeconfig", name: <kubeconfig path>, key: "clusters/x" | "users/y"}`;
- * a file that cannot be read or is not a kubeconfig is one error location with key "".
+ * a file that cannot be read or is not a kubeconfig is one error location with key "", and so is
+ * whatever a glob reached but could not read (a directory, a name that is not UTF-8, the glob itself).
  * Referenced certificate files are read (and change-detected) like the kubeconfig itself.
  */
 export class KubeconfigSource extends PolledSource {
@@ -166,16 +31,18 @@ export class KubeconfigSource extends PolledSource {
   readonly reader: FileReader<ResolvedEntry[]>;
   readonly referenceReader: FileReader<readonly CertRecord[]>;
   readonly #groups: readonly PathGroup[];
+  readonly #maxGlobEntries: number | undefined;
   readonly #publisher: ScanPublisher;
 
   constructor(groups: PathGroup[], options: KubeconfigSourceOptions, ctx: SourceContext) {
     super("kubeconfig", options.intervalSeconds, ctx);
     this.#groups = groups;
+    this.#maxGlobEntries = options.maxGlobEntries;
     this.#publisher = new ScanPublisher(ctx, "kubeconfig");
     const maxFileSize = options.maxFileSize;
     this.reader = new FileReader<ResolvedEntry[]>(
-      (bytes, path) =>
-        parseKubeconfig(bytes, dirname(path)).map((entry): ResolvedEntry => {
+      async (bytes, path) =>
+        (await ctx.decodeKubeconfig(bytes, dirname(path))).map((entry): ResolvedEntry => {
           if (entry.kind === "file") return { key: entry.key, file: entry.path };
           if (entry.kind === "error") return { key: entry.key, result: entry.error };
           try {
@@ -195,11 +62,12 @@ export class KubeconfigSource extends PolledSource {
   }
 
   protected async scan(): Promise<void> {
-    const matched = await expandPathGroups(this.#groups);
+    const { matches, problems } = await expandPathGroups(this.#groups, { maxEntries: this.#maxGlobEntries });
     this.reader.beginScan();
     this.referenceReader.beginScan();
     this.#publisher.begin();
-    for (const { path, literal } of matched) {
+    for (const { path, error } of problems) this.#publisher.publish({ source: "kubeconfig", namespace: "", name: path, key: "" }, error);
+    for (const { path, literal } of matches) {
       const at = (key: string): Location => ({ source: "kubeconfig", namespace: "", name: path, key });
       const outcome = await this.reader.read(path);
       if (outcome.kind === "value") {

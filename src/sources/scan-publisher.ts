@@ -1,0 +1,48 @@
+import type { CertRecord } from "../certs/record.js";
+import { CertReadError } from "../errors.js";
+import { locationId, type Location, type SourceKind } from "../inventory.js";
+import type { SourceContext } from "./source.js";
+
+/** Certificates or the error that stopped them; the thing one location holds. */
+export type LocationResult = readonly CertRecord[] | CertReadError;
+
+/** The same object, or two errors that say the same: a glob's problems are found afresh on every walk. */
+function sameResult(published: LocationResult | undefined, result: LocationResult): boolean {
+  if (published === result) return true;
+  return published instanceof CertReadError && result instanceof CertReadError && published.reason === result.reason && published.message === result.message;
+}
+
+/**
+ * Publishes locations for one scan pass, but only those whose result changed since it was last
+ * published, so an unchanged file costs no inventory update; at the end, every location of the
+ * source not seen in the pass is pruned.
+ */
+export class ScanPublisher {
+  readonly #ctx: SourceContext;
+  readonly #source: SourceKind;
+  readonly #published = new Map<string, LocationResult>();
+  #seen = new Set<string>();
+
+  constructor(ctx: SourceContext, source: SourceKind) {
+    this.#ctx = ctx;
+    this.#source = source;
+  }
+
+  begin(): void {
+    this.#seen = new Set();
+  }
+
+  publish(location: Location, result: LocationResult): void {
+    const id = locationId(location);
+    this.#seen.add(id);
+    if (sameResult(this.#published.get(id), result)) return;
+    this.#published.set(id, result);
+    this.#ctx.publish(location, result);
+  }
+
+  /** Prunes what this pass did not publish. Only call it after a complete pass. */
+  finish(): void {
+    for (const id of this.#published.keys()) if (!this.#seen.has(id)) this.#published.delete(id);
+    this.#ctx.pruneExcept(this.#source, this.#seen);
+  }
+}
