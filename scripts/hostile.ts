@@ -75,9 +75,10 @@ export function sanFlood(count = 150_000): Buffer {
   return certificate(name(Buffer.from([0x55, 0x04, 0x03]), "issuer"), [seq(oid(SAN), tlv(0x04, seq(names)))]);
 }
 
-/** A bundle of `count` copies of one real certificate. */
-export async function manyCertificates(count = 5000): Promise<Buffer> {
-  const { pem } = await makeCert({ cn: "copied.hostile.test" });
+/** A bundle of `count` copies of one real certificate, whose CN is `cnLength` characters when given. */
+export async function manyCertificates(count = 5000, cnLength?: number): Promise<Buffer> {
+  const cn = cnLength === undefined ? "copied.hostile.test" : `copied-${"c".repeat(cnLength - 7)}`;
+  const { pem } = await makeCert({ cn });
   return Buffer.from(pem.repeat(count), "latin1");
 }
 
@@ -99,29 +100,36 @@ export function kubeconfigBigMapping(bytes = 3 * 1024 * 1024): Buffer {
   return Buffer.from(lines.join("\n") + "\n");
 }
 
-/**
- * A PKCS#12 bundle made by openssl whose every iteration count (MAC, certificate and key encryption)
- * is rewritten to `iterations` (at most 2^23 - 1): the file chooses how much hashing a reader does.
- */
-export async function costlyPkcs12(passphrase: string, iterations = 0x7fffff): Promise<Buffer> {
+/** A real PKCS#12 bundle (certificate and key) made by openssl with `iterations` for its MAC and encryptions. */
+export async function opensslPkcs12(passphrase: string, iterations = 2048): Promise<Buffer> {
   const dir = mkdtempSync(join(tmpdir(), "cee-hostile-p12-"));
   try {
-    const issued = await makeCert({ cn: "costly.hostile.test" });
+    const issued = await makeCert({ cn: "pkcs12.hostile.test" });
     writeFileSync(join(dir, "cert.pem"), issued.pem);
     writeFileSync(join(dir, "key.pem"), await privateKeyPem(issued));
-    // 65536 is 02 03 01 00 00 in DER: three content bytes, room for any count below 2^23.
-    execFileSync("openssl", ["pkcs12", "-export", "-in", join(dir, "cert.pem"), "-inkey", join(dir, "key.pem"), "-out", join(dir, "b.p12"), "-passout", `pass:${passphrase}`, "-iter", "65536", "-maciter"]);
-    const der = readFileSync(join(dir, "b.p12"));
-    const from = Buffer.from([0x02, 0x03, 0x01, 0x00, 0x00]);
-    const to = Buffer.from([0x02, 0x03, (iterations >> 16) & 0x7f, (iterations >> 8) & 0xff, iterations & 0xff]);
-    let replaced = 0;
-    for (let at = der.indexOf(from); at >= 0; at = der.indexOf(from, at + from.length)) {
-      to.copy(der, at);
-      replaced++;
-    }
-    if (replaced < 2) throw new Error(`expected the MAC's and the encryptions' iteration counts, found ${replaced}`);
-    return der;
+    const args = ["-in", join(dir, "cert.pem"), "-inkey", join(dir, "key.pem"), "-out", join(dir, "b.p12"), "-passout", `pass:${passphrase}`, "-iter", String(iterations)];
+    execFileSync("openssl", ["pkcs12", "-export", ...args, "-maciter"]);
+    return readFileSync(join(dir, "b.p12"));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A PKCS#12 bundle whose every iteration count (MAC, certificate and key encryption) is rewritten to
+ * `iterations` (at most 2^23 - 1): the file chooses how much hashing a reader does before it can
+ * even check the passphrase. The MAC no longer matches, which a reader learns only after the work.
+ */
+export async function costlyPkcs12(passphrase: string, iterations = 0x7fffff): Promise<Buffer> {
+  // 65536 is 02 03 01 00 00 in DER: three content bytes, room for any count below 2^23.
+  const der = await opensslPkcs12(passphrase, 65536);
+  const from = Buffer.from([0x02, 0x03, 0x01, 0x00, 0x00]);
+  const to = Buffer.from([0x02, 0x03, (iterations >> 16) & 0x7f, (iterations >> 8) & 0xff, iterations & 0xff]);
+  let replaced = 0;
+  for (let at = der.indexOf(from); at >= 0; at = der.indexOf(from, at + from.length)) {
+    to.copy(der, at);
+    replaced++;
+  }
+  if (replaced < 2) throw new Error(`expected the MAC's and the encryptions' iteration counts, found ${replaced}`);
+  return der;
 }

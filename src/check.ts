@@ -1,5 +1,5 @@
 import type { Inventory } from "./inventory.js";
-import { certificateRows, DEFAULT_THRESHOLDS, errorRows, type StatusRow } from "./status-page.js";
+import { countOf, DEFAULT_THRESHOLDS, selectCertificates, selectErrors, visibleText, type CertificateRow } from "./report.js";
 
 export interface CheckReport {
   output: string;
@@ -18,19 +18,21 @@ function formatTable(headers: string[], rows: string[][]): string {
   return [line(headers), ...rows.map(line)].join("\n");
 }
 
-/** Names that hold control characters (a CN with a newline) must not break the table's lines. */
-const printable = (text: string): string => JSON.stringify(text).slice(1, -1);
-
 function locationText(row: { namespace: string; name: string; key: string }): string {
-  return printable([row.namespace, row.name, row.key].filter(Boolean).join("/"));
+  return visibleText([row.namespace, row.name, row.key].filter(Boolean).join("/"));
 }
+
+const isoTime = (unixSeconds: number): string => new Date(unixSeconds * 1000).toISOString();
 
 /** Builds `check`'s report from a scanned inventory, and the exit code its findings call for. */
 export function checkReport(inventory: Inventory, options: CheckOptions, now = Date.now() / 1000): CheckReport {
-  const certs = certificateRows(inventory, now, { warningDays: options.warnDays, criticalDays: Math.min(DEFAULT_THRESHOLDS.criticalDays, options.warnDays) });
-  const errors = errorRows(inventory);
-  const due = (row: StatusRow) => row.daysLeft <= options.warnDays;
-  const failing = certs.some(due) || (options.failOnError && errors.length > 0);
+  const defaults = { warningDays: options.warnDays, criticalDays: Math.min(DEFAULT_THRESHOLDS.criticalDays, options.warnDays) };
+  const { rows: certs, stateCounts } = selectCertificates(inventory, { now, defaults });
+  const { rows: errors } = selectErrors(inventory);
+  // A certificate that is not valid yet fails today just as an expired one does.
+  const expiring = (row: CertificateRow) => row.state !== "not_yet_valid" && row.daysLeft <= options.warnDays;
+  const expiringCount = certs.filter(expiring).length;
+  const failing = expiringCount > 0 || stateCounts.not_yet_valid > 0 || (options.failOnError && errors.length > 0);
   const exitCode = failing ? 1 : 0;
 
   if (options.format === "json") {
@@ -44,7 +46,8 @@ export function checkReport(inventory: Inventory, options: CheckOptions, now = D
         index: r.index,
         subjectCN: r.subjectCN,
         issuerCN: r.issuerCN,
-        notAfter: new Date(r.notAfter * 1000).toISOString(),
+        notBefore: isoTime(r.notBefore),
+        notAfter: isoTime(r.notAfter),
         daysLeft: Number(r.daysLeft.toFixed(3)),
         state: r.state,
       })),
@@ -55,13 +58,14 @@ export function checkReport(inventory: Inventory, options: CheckOptions, now = D
 
   const table = formatTable(
     ["DAYS LEFT", "STATE", "SOURCE", "LOCATION", "INDEX", "SUBJECT CN", "NOT AFTER"],
-    certs.map((r) => [r.daysLeft.toFixed(1), r.state, r.source, locationText(r), String(r.index), printable(r.subjectCN), new Date(r.notAfter * 1000).toISOString()]),
+    certs.map((r) => [r.daysLeft.toFixed(1), r.state, r.source, locationText(r), String(r.index), visibleText(r.subjectCN), isoTime(r.notAfter)]),
   );
   let output = certs.length ? `${table}\n` : "No certificates found.\n";
   if (errors.length) {
     output += `\n${formatTable(["SOURCE", "LOCATION", "REASON"], errors.map((e) => [e.source, locationText(e), e.reason]))}\n`;
   }
-  const dueCount = certs.filter(due).length;
-  output += `\n${certs.length} certificates, ${dueCount} expired or expiring within ${options.warnDays} days, ${errors.length} errors.\n`;
+  output +=
+    `\n${countOf(certs.length, "certificate")}, ${expiringCount} expired or expiring within ${countOf(options.warnDays, "day")}, ` +
+    `${stateCounts.not_yet_valid} not yet valid, ${countOf(errors.length, "error")}.\n`;
   return { output, exitCode };
 }

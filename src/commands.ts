@@ -1,6 +1,6 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { checkReport } from "./check.js";
-import { DEFAULT_THRESHOLDS } from "./status-page.js";
+import { DEFAULT_THRESHOLDS } from "./report.js";
 import { ConfigError, loadConfig, type ConfigOverrides } from "./config.js";
 import { VERSION } from "./version.js";
 
@@ -64,6 +64,11 @@ async function serve(options: CommonOptions): Promise<void> {
     if (closing) return;
     closing = true;
     exporter.log.info({ signal }, "shutting down");
+    // The last resort, should anything (a source that will not stop) outlast close()'s own deadline.
+    setTimeout(() => {
+      exporter.log.error({ shutdownTimeoutSeconds: config.http.shutdownTimeout }, "shutdown did not finish within its deadline; exiting anyway");
+      process.exit(1);
+    }, config.http.shutdownTimeout * 1000);
     exporter.close().then(
       () => process.exit(0),
       (err: unknown) => {

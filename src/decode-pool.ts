@@ -47,11 +47,8 @@ interface Pending {
 
 /** Starts the worker script beside this module: compiled, or from TypeScript sources (tests, development). */
 function startWorker(heapMb: number): Worker {
-  const options = { resourceLimits: { maxOldGenerationSizeMb: heapMb, maxYoungGenerationSizeMb: 8, stackSizeMb: 4 } };
-  if (!import.meta.url.endsWith(".ts")) return new Worker(new URL("./decode-worker.js", import.meta.url), options);
-  // On Node 20 a worker does not inherit the parent's module loader hooks, so it registers tsx itself.
-  const source = new URL("./decode-worker.ts", import.meta.url).href;
-  return new Worker(`import("tsx/esm/api").then(({ register }) => { register(); return import(${JSON.stringify(source)}); })`, { ...options, eval: true });
+  const script = import.meta.url.endsWith(".ts") ? "./decode-worker-source.mjs" : "./decode-worker.js";
+  return new Worker(new URL(script, import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: heapMb, maxYoungGenerationSizeMb: 8, stackSizeMb: 4 } });
 }
 
 class Slot {
@@ -62,9 +59,9 @@ class Slot {
   timer: NodeJS.Timeout | undefined;
   idle: NodeJS.Timeout | undefined;
 
+  /** Started for a queued decode, so it holds the process until it settles; idle, it does not. */
   constructor(heapMb: number) {
     this.worker = startWorker(heapMb);
-    this.worker.unref();
   }
 }
 
@@ -178,6 +175,9 @@ export class DecodePool {
     const pending = slot.current;
     slot.current = undefined;
     pending?.reject(new CertReadError("parse_timeout", why));
+    // A worker that died before it could take work would die again: the queued decodes fail rather
+    // than start workers in a loop, and the next decode asked for tries a new one.
+    if (!slot.ready) for (const queued of this.#queue.splice(0)) queued.reject(new CertReadError("parse_timeout", `the decoder could not start: ${why}`));
     await slot.worker.terminate();
     if (!this.#closed) this.#dispatch();
   }

@@ -1,6 +1,7 @@
 import { Readable } from "node:stream";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import type { CertRecord } from "./certs/record.js";
+import { truncateLabelValue } from "./certs/truncate.js";
 import type { Health } from "./health.js";
 import { failureReason, type Inventory, type LocationEntry } from "./inventory.js";
 
@@ -10,7 +11,7 @@ export const OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1
 export type ExpositionFormat = "prometheus" | "openmetrics";
 
 const SECONDS_PER_DAY = 86_400;
-/** Entries rendered between two yields to the event loop, so a large inventory never stalls it. */
+/** Entries rendered at most between two yields to the event loop, when they fill no chunk sooner. */
 const ENTRIES_PER_SLICE = 2_000;
 
 /** Escapes a label value per the exposition format: backslash, double quote and line feed. */
@@ -25,7 +26,10 @@ function labelText(labels: Record<string, string>): string {
   return pairs.join(",");
 }
 
-/** Bytes of one rendered chunk. */
+/**
+ * Bytes of one rendered chunk, and the most a response stream buffers ahead of its socket: a reader
+ * that stalls pauses its render after a chunk or two rather than letting chunks pile up.
+ */
 const CHUNK_BYTES = 64 * 1024;
 
 /**
@@ -75,9 +79,14 @@ class Family {
   }
 }
 
-function locationLabels(entry: LocationEntry): string {
+/**
+ * A location's labels. Certificate facts are cut to the label limit when parsed; a location's own
+ * values (a file path of up to 4 KiB, more once odd bytes are escaped) are cut here, the same way.
+ */
+function locationLabels(entry: LocationEntry, maxBytes: number): string {
+  const cut = (value: string) => truncateLabelValue(value, maxBytes);
   const { source, namespace, name, key } = entry.location;
-  return labelText({ source, namespace, name, key });
+  return labelText({ source, namespace: cut(namespace), name: cut(name), key: cut(key) });
 }
 
 /** Each certificate's identity labels: the location's, then its own. */
@@ -130,27 +139,106 @@ const CERTIFICATE_FAMILIES: { name: string; help: string; sample: (identity: str
   },
 ];
 
+/** The per-location families: at most one sample per location each, in the order they are exposed. */
+const LOCATION_FAMILIES: { name: string; help: string; sample: (entry: LocationEntry, at: string) => string | undefined }[] = [
+  {
+    name: "cert_read_errors",
+    help: "1 for each location whose certificates cannot currently be read, with the reason.",
+    sample: (entry, at) => {
+      const failure = failureReason(entry);
+      return failure && `cert_read_errors{${at},reason="${escapeLabelValue(failure)}"} 1\n`;
+    },
+  },
+  {
+    name: "cert_threshold_warning_days",
+    help: "Per-location warning threshold in days, from the cert-expiry-exporter.io/warning-days annotation.",
+    sample: ({ thresholds }, at) => (thresholds?.warningDays === undefined ? undefined : `cert_threshold_warning_days{${at}} ${thresholds.warningDays}\n`),
+  },
+  {
+    name: "cert_threshold_critical_days",
+    help: "Per-location critical threshold in days, from the cert-expiry-exporter.io/critical-days annotation.",
+    sample: ({ thresholds }, at) => (thresholds?.criticalDays === undefined ? undefined : `cert_threshold_critical_days{${at}} ${thresholds.criticalDays}\n`),
+  },
+  {
+    name: "cert_certmanager_certificate_info",
+    help: "The cert-manager Certificate that manages a Secret; always 1.",
+    sample: ({ certManager: link }, at) =>
+      link && `cert_certmanager_certificate_info{${at},${labelText({ certificate: link.certificateName, issuer: link.issuerName, issuer_kind: link.issuerKind })}} 1\n`,
+  },
+  {
+    name: "cert_endpoint_probe_success",
+    help: "1 when the TLS handshake completed and certificates were read.",
+    sample: ({ probe }, at) => probe && `cert_endpoint_probe_success{${at}} ${bool(probe.success)}\n`,
+  },
+  {
+    name: "cert_endpoint_chain_verified",
+    help: "1 when the presented chain verified against the trust store.",
+    sample: ({ probe }, at) => probe && `cert_endpoint_chain_verified{${at}} ${bool(probe.chainVerified)}\n`,
+  },
+  {
+    name: "cert_endpoint_verify_error",
+    help: "Why the presented chain did not verify; always 1.",
+    sample: ({ probe }, at) => (probe?.verifyError ? `cert_endpoint_verify_error{${at},reason="${escapeLabelValue(probe.verifyError)}"} 1\n` : undefined),
+  },
+  {
+    name: "cert_endpoint_hostname_match",
+    help: "1 when the leaf certificate matches the name probed.",
+    sample: ({ probe }, at) => probe && `cert_endpoint_hostname_match{${at}} ${bool(probe.hostnameMatch)}\n`,
+  },
+  {
+    name: "cert_endpoint_tls_info",
+    help: "Negotiated TLS version and cipher; always 1.",
+    sample: ({ probe }, at) => (probe?.tlsVersion ? `cert_endpoint_tls_info{${at},${labelText({ tls_version: probe.tlsVersion, cipher: probe.cipher })}} 1\n` : undefined),
+  },
+  {
+    name: "cert_endpoint_probe_duration_seconds",
+    help: "Duration of the last probe of the endpoint.",
+    sample: ({ probe }, at) => probe && `cert_endpoint_probe_duration_seconds{${at}} ${probe.durationSeconds}\n`,
+  },
+];
+
+/**
+ * One family, one pass over the entries: its chunks as they fill. It yields to the event loop after
+ * every chunk it fills and every slice of entries: a scraper that reads as fast as the render writes
+ * never pushes back, and would otherwise keep every other request waiting for whole renders.
+ */
+async function* familyChunks(family: Family, entries: readonly LocationEntry[], addSamples: (entry: LocationEntry, index: number) => void): AsyncGenerator<Buffer> {
+  for (let i = 0; i < entries.length; i++) {
+    addSamples(entries[i] as LocationEntry, i);
+    const full = family.takeFull();
+    if (full.length > 0 || (i + 1) % ENTRIES_PER_SLICE === 0) {
+      yield* full;
+      await yieldToEventLoop();
+    }
+  }
+  yield* family.finish();
+}
+
 /**
  * Renders the inventory and the exporter's own metrics as a stream of Buffer chunks.
  *
- * Each per-certificate family is one pass over the entries, and its chunks go to the scraper as
- * they fill, so a scrape holds a few chunks rather than the whole body (71 MiB for 60,000
- * certificates) and sending overlaps rendering. All passes of one scrape walk the same snapshot of
- * the entries, so a location changed during a scrape is in every family as it was or in none.
- * Nothing is kept between scrapes; days left are computed from the clock when the scrape starts.
+ * Each family is one pass over the entries, and its chunks go to the scraper as they fill, so a
+ * scrape holds a few chunks rather than the whole body (71 MiB for 60,000 certificates) and sending
+ * overlaps rendering. All passes of one scrape walk the same snapshot of the entries, so a location
+ * changed during a scrape is in every family as it was or in none. Nothing is kept between scrapes;
+ * days left are computed from the clock when the scrape starts. Destroying the stream stops the
+ * render at its next chunk or slice.
  */
 export class MetricsRenderer {
   readonly #inventory: Inventory;
   readonly #health: Health;
+  readonly #maxLabelValueLength: number;
 
-  constructor(inventory: Inventory, health: Health) {
+  /** `maxLabelValueLength`: limits.maxLabelValueLength, bytes of one label value. */
+  constructor(inventory: Inventory, health: Health, maxLabelValueLength = Infinity) {
     this.#inventory = inventory;
     this.#health = health;
+    this.#maxLabelValueLength = maxLabelValueLength;
   }
 
   /** The whole exposition as a stream, rendered as the scraper reads it. */
   stream(format: ExpositionFormat = "prometheus"): Readable {
-    return Readable.from(this.#exposition(format), { objectMode: false });
+    return Readable.from(this.#exposition(format), { objectMode: false, highWaterMark: CHUNK_BYTES });
   }
 
   /** The whole exposition, collected. */
@@ -158,77 +246,41 @@ export class MetricsRenderer {
     return collect(this.#exposition(format));
   }
 
-  /** The certificate series alone, without the exporter's own metrics, collected. */
+  /** The inventory's series alone, without the exporter's own metrics, collected. */
   renderCertificates(now = Date.now() / 1000): Promise<Buffer[]> {
-    return collect(this.#certificateChunks(now));
+    return collect(this.#inventoryChunks(now));
   }
 
   async *#exposition(format: ExpositionFormat): AsyncGenerator<Buffer> {
     const started = performance.now();
-    yield* this.#certificateChunks(Date.now() / 1000);
+    yield* this.#inventoryChunks(Date.now() / 1000);
     this.#health.renderDuration.set((performance.now() - started) / 1000);
     const registry = format === "openmetrics" ? this.#health.openMetrics : this.#health.prometheus;
     // prom-client closes an OpenMetrics body with "# EOF", so its part goes last.
     yield Buffer.from(await registry.metrics(), "utf8");
   }
 
-  async *#certificateChunks(now: number): AsyncGenerator<Buffer> {
+  async *#inventoryChunks(now: number): AsyncGenerator<Buffer> {
     const entries = [...this.#inventory.entries()];
     // Built in the first pass and reused by the others: a fraction of the body, and a third of its CPU.
     const locations: string[] = new Array<string>(entries.length);
     const identities: string[][] = new Array<string[]>(entries.length);
+    const locationOf = (index: number, entry: LocationEntry): string => (locations[index] ??= locationLabels(entry, this.#maxLabelValueLength));
     for (const { name, help, sample } of CERTIFICATE_FAMILIES) {
       const family = new Family(name, help);
-      for (let i = 0; i < entries.length; i++) {
-        if (i > 0 && i % ENTRIES_PER_SLICE === 0) await yieldToEventLoop();
-        const entry = entries[i] as LocationEntry;
-        if (entry.certificates.length === 0) continue;
-        const ids = (identities[i] ??= identityLabels(entry, (locations[i] ??= locationLabels(entry))));
+      yield* familyChunks(family, entries, (entry, i) => {
+        if (entry.certificates.length === 0) return;
+        const ids = (identities[i] ??= identityLabels(entry, locationOf(i, entry)));
         entry.certificates.forEach((cert, index) => family.add(sample(ids[index] as string, cert, now)));
-        yield* family.takeFull();
-      }
-      yield* family.finish();
+      });
     }
-    yield* await this.#locationChunks(entries, locations);
-  }
-
-  /** The per-location families, small beside the certificate ones: rendered in one pass. */
-  async #locationChunks(entries: readonly LocationEntry[], locations: string[]): Promise<Buffer[]> {
-    const errors = new Family("cert_read_errors", "1 for each location whose certificates cannot currently be read, with the reason.");
-    const warningDays = new Family("cert_threshold_warning_days", "Per-location warning threshold in days, from the cert-expiry-exporter.io/warning-days annotation.");
-    const criticalDays = new Family("cert_threshold_critical_days", "Per-location critical threshold in days, from the cert-expiry-exporter.io/critical-days annotation.");
-    const certManager = new Family("cert_certmanager_certificate_info", "The cert-manager Certificate that manages a Secret; always 1.");
-    const probeSuccess = new Family("cert_endpoint_probe_success", "1 when the TLS handshake completed and certificates were read.");
-    const chainVerified = new Family("cert_endpoint_chain_verified", "1 when the presented chain verified against the trust store.");
-    const verifyError = new Family("cert_endpoint_verify_error", "Why the presented chain did not verify; always 1.");
-    const hostnameMatch = new Family("cert_endpoint_hostname_match", "1 when the leaf certificate matches the name probed.");
-    const tlsInfo = new Family("cert_endpoint_tls_info", "Negotiated TLS version and cipher; always 1.");
-    const probeDuration = new Family("cert_endpoint_probe_duration_seconds", "Duration of the last probe of the endpoint.");
-
-    for (let i = 0; i < entries.length; i++) {
-      if (i > 0 && i % ENTRIES_PER_SLICE === 0) await yieldToEventLoop();
-      const entry = entries[i] as LocationEntry;
-      const failure = failureReason(entry);
-      const { thresholds, certManager: link, probe } = entry;
-      if (!failure && !thresholds && !link && !probe) continue;
-      const at = (locations[i] ??= locationLabels(entry));
-      if (failure) errors.add(`cert_read_errors{${at},reason="${escapeLabelValue(failure)}"} 1\n`);
-      if (thresholds?.warningDays !== undefined) warningDays.add(`cert_threshold_warning_days{${at}} ${thresholds.warningDays}\n`);
-      if (thresholds?.criticalDays !== undefined) criticalDays.add(`cert_threshold_critical_days{${at}} ${thresholds.criticalDays}\n`);
-      if (link) {
-        const labels = labelText({ certificate: link.certificateName, issuer: link.issuerName, issuer_kind: link.issuerKind });
-        certManager.add(`cert_certmanager_certificate_info{${at},${labels}} 1\n`);
-      }
-      if (probe) {
-        probeSuccess.add(`cert_endpoint_probe_success{${at}} ${bool(probe.success)}\n`);
-        chainVerified.add(`cert_endpoint_chain_verified{${at}} ${bool(probe.chainVerified)}\n`);
-        if (probe.verifyError) verifyError.add(`cert_endpoint_verify_error{${at},reason="${escapeLabelValue(probe.verifyError)}"} 1\n`);
-        hostnameMatch.add(`cert_endpoint_hostname_match{${at}} ${bool(probe.hostnameMatch)}\n`);
-        if (probe.tlsVersion) tlsInfo.add(`cert_endpoint_tls_info{${at},${labelText({ tls_version: probe.tlsVersion, cipher: probe.cipher })}} 1\n`);
-        probeDuration.add(`cert_endpoint_probe_duration_seconds{${at}} ${probe.durationSeconds}\n`);
-      }
+    for (const { name, help, sample } of LOCATION_FAMILIES) {
+      const family = new Family(name, help);
+      yield* familyChunks(family, entries, (entry, i) => {
+        const line = sample(entry, locationOf(i, entry));
+        if (line) family.add(line);
+      });
     }
-    return [errors, warningDays, criticalDays, certManager, probeSuccess, chainVerified, verifyError, hostnameMatch, tlsInfo, probeDuration].flatMap((f) => f.finish());
   }
 }
 

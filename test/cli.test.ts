@@ -49,7 +49,7 @@ t.test("check exits 0 when nothing is due and prints a table soonest first", asy
   t.match(lines[0], /^DAYS LEFT\s+STATE\s+SOURCE\s+LOCATION\s+INDEX\s+SUBJECT CN\s+NOT AFTER$/);
   t.match(lines[1], /^100\.0\s+ok\s+file\s+\S+sooner\.pem\s+0\s+sooner\.test\s+\d{4}-/);
   t.match(lines[2], /^300\.0\s+ok\s+file\s+\S+later\.pem/);
-  t.match(result.stdout, "2 certificates, 0 expired or expiring within 28 days, 0 errors.");
+  t.match(result.stdout, "\n2 certificates, 0 expired or expiring within 28 days, 0 not yet valid, 0 errors.\n");
 });
 
 t.test("check exits 1 when a certificate expires within --warn-days or has expired", async (t) => {
@@ -72,8 +72,23 @@ t.test("check --output json gives one object per certificate and per error", asy
   const [cert, error] = items;
   t.match(cert, { type: "certificate", source: "file", namespace: "", name: join(dir, "a.pem"), key: "", index: 0, subjectCN: "a.test", state: "warning" });
   t.match(cert?.notAfter, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  t.match(cert?.notBefore, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  t.ok(Date.parse(cert?.notBefore as string) < Date.now(), "issued a day ago");
   t.ok(Math.abs((cert?.daysLeft as number) - 10) < 0.01);
   t.same(error, { type: "error", source: "file", namespace: "", name: join(dir, "broken.pem"), key: "", reason: "bad_base64" });
+});
+
+t.test("a certificate not valid yet has its own state and is due, whatever its days left", async (t) => {
+  const dir = await folderWith({ valid: 100 });
+  await writeFile(join(dir, "future.pem"), (await makeCert({ cn: "future.test", notBeforeDays: 2, notAfterDays: 200 })).pem);
+  const table = await run(["check", "--file", join(dir, "*.pem")]);
+  t.equal(table.code, 1, "a certificate that fails today fails the check");
+  t.match(table.stdout, /^100\.0\s+ok\s+file\s+\S+valid\.pem/m);
+  t.match(table.stdout, /^200\.0\s+not_yet_valid\s+file\s+\S+future\.pem\s+0\s+future\.test/m);
+  t.match(table.stdout, "\n2 certificates, 0 expired or expiring within 28 days, 1 not yet valid, 0 errors.\n");
+  const json = JSON.parse((await run(["check", "--file", join(dir, "future.pem"), "--output", "json"])).stdout) as Record<string, unknown>[];
+  t.match(json, [{ type: "certificate", subjectCN: "future.test", state: "not_yet_valid" }]);
+  t.ok(Date.parse(json[0]?.notBefore as string) > Date.now(), "notBefore is ahead");
 });
 
 t.test("read errors fail check only with --fail-on-error", async (t) => {
@@ -82,6 +97,8 @@ t.test("read errors fail check only with --fail-on-error", async (t) => {
   const plain = await run(["check", "--file", join(dir, "*.pem")]);
   t.equal(plain.code, 0);
   t.match(plain.stdout, /file\s+\S+garbage\.pem\s+not_pem_or_der/);
+  t.match(plain.stdout, "\n1 certificate, 0 expired or expiring within 28 days, 0 not yet valid, 1 error.\n", "counts in the singular");
+  t.match((await run(["check", "--file", join(dir, "*.pem"), "--warn-days", "1"])).stdout, "expiring within 1 day,");
   t.equal((await run(["check", "--file", join(dir, "*.pem"), "--fail-on-error"])).code, 1);
 });
 

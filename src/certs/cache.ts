@@ -64,7 +64,10 @@ function bounded(record: CertRecord, maxBytes: number): CertRecord {
   record.serial = cut(record.serial);
   record.keyAlgorithm = cut(record.keyAlgorithm);
   record.signatureAlgorithm = cut(record.signatureAlgorithm);
-  record.sans = record.sans.map(cut);
+  // The SANs become one label, joined with ","; past the limit they are kept as that one cut value.
+  const sans = record.sans.map(cut);
+  const joined = sans.join(",");
+  record.sans = Buffer.byteLength(joined, "utf8") > maxBytes ? [cut(joined)] : sans;
   return record;
 }
 

@@ -12,7 +12,11 @@ export interface CertRecord {
   issuerCN: string;
   /** Serial number, lowercase hex without separators. */
   serial: string;
-  /** Subject alternative names as "DNS:x", "IP:x", "email:x", "URI:x". */
+  /**
+   * Subject alternative names as "DNS:x", "IP:x", "email:x", "URI:x". Through the parse cache, text
+   * fields are cut to limits.maxLabelValueLength (certs/truncate.ts), and SANs whose joined label
+   * would be longer are kept as that one cut value.
+   */
   sans: string[];
   /** basicConstraints cA. */
   isCA: boolean;

@@ -1,7 +1,15 @@
 import { createHash } from "node:crypto";
 import type { KubeConfig } from "@kubernetes/client-node";
 import picomatch from "picomatch";
+import {
+  ANNOTATION_CM_CERTIFICATE,
+  ANNOTATION_CM_ISSUER,
+  ANNOTATION_CM_ISSUER_KIND,
+  ANNOTATION_CRITICAL_DAYS,
+  ANNOTATION_WARNING_DAYS,
+} from "../annotations.js";
 import type { CertRecord } from "../certs/record.js";
+import { truncateLabelValue } from "../certs/truncate.js";
 import type { KubernetesConfig, SecretRule, SecretsConfig } from "../config.js";
 import { CertReadError, toReadError } from "../errors.js";
 import type { CertManagerLink, LocationUpdate, Thresholds } from "../inventory.js";
@@ -19,11 +27,6 @@ export interface SecretObject {
   data?: Record<string, string> | null;
 }
 
-export const ANNOTATION_WARNING_DAYS = "cert-expiry-exporter.io/warning-days";
-export const ANNOTATION_CRITICAL_DAYS = "cert-expiry-exporter.io/critical-days";
-export const ANNOTATION_CM_CERTIFICATE = "cert-manager.io/certificate-name";
-export const ANNOTATION_CM_ISSUER = "cert-manager.io/issuer-name";
-export const ANNOTATION_CM_ISSUER_KIND = "cert-manager.io/issuer-kind";
 const DIGEST_ANNOTATIONS = [ANNOTATION_WARNING_DAYS, ANNOTATION_CRITICAL_DAYS, ANNOTATION_CM_CERTIFICATE, ANNOTATION_CM_ISSUER, ANNOTATION_CM_ISSUER_KIND];
 
 interface CompiledRule {
@@ -240,7 +243,13 @@ export class SecretsSource implements Source {
     if (thresholds.warningDays !== undefined || thresholds.criticalDays !== undefined) extra.thresholds = thresholds;
     const certificateName = annotations[ANNOTATION_CM_CERTIFICATE];
     if (certificateName) {
-      extra.certManager = { certificateName, issuerName: annotations[ANNOTATION_CM_ISSUER] ?? "", issuerKind: annotations[ANNOTATION_CM_ISSUER_KIND] ?? "" };
+      // Annotation values may be 256 KiB; these become label values, cut like every other.
+      const cut = (value: string) => truncateLabelValue(value, this.#ctx.cache.limits.maxLabelValueLength);
+      extra.certManager = {
+        certificateName: cut(certificateName),
+        issuerName: cut(annotations[ANNOTATION_CM_ISSUER] ?? ""),
+        issuerKind: cut(annotations[ANNOTATION_CM_ISSUER_KIND] ?? ""),
+      };
     }
     return extra;
   }

@@ -172,6 +172,33 @@ export async function silentServer(host: LoopbackHost = "127.0.0.1"): Promise<Co
   return countingServer(host, port, stats, () => closeAll(server, sockets));
 }
 
+/**
+ * Answers the ClientHello with `bytes` of one-byte handshake records (a record header for every
+ * byte), as fast as the client reads them: a peer that makes a chain reader which copies its buffer
+ * per record do quadratic work. Stops by itself after `bytes`.
+ */
+export async function recordFloodServer(bytes = 2 * 1024 * 1024, host: LoopbackHost = "127.0.0.1"): Promise<TestServer> {
+  const record = (byte: number) => Buffer.from([0x16, 0x03, 0x03, 0x00, 0x01, byte]);
+  const server = createNetServer((socket) => {
+    socket.once("data", () => {
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < bytes && !socket.destroyed) {
+          // A ServerHello header announcing 16 KiB (under OpenSSL's limit, so it keeps reading), then filler.
+          const chunk = Buffer.concat(Array.from({ length: 1024 }, (_, i) => record([0x02, 0x00, 0x40, 0x00][sent + i] ?? 0xff)));
+          sent += 1024;
+          if (!socket.write(chunk)) return void socket.once("drain", pump);
+        }
+      };
+      pump();
+    });
+    socket.on("error", () => undefined);
+  });
+  const { sockets } = track(server);
+  const port = await listen(server, host);
+  return { host, port, address: addressOf(host, port), close: () => closeAll(server, sockets) };
+}
+
 /** Speaks plain HTTP/1.1: answers whatever arrives with a 400, as a web server does to a ClientHello. */
 export async function plainHttpServer(host: LoopbackHost = "127.0.0.1"): Promise<TestServer> {
   const server = createNetServer((socket) => {
