@@ -21,7 +21,6 @@
  * production `for: 15m` never would. Scrapes get 2 s (interval and timeout) so that a slow moment of
  * the machine does not fail a scrape, mark every series stale and make alerts flap.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -34,6 +33,7 @@ import { makeCert, makeChain } from "../scripts/certgen.js";
 import { ROOT, RULES_SOURCE } from "../scripts/gen-artifacts.js";
 import { allPanels, readDashboards, substituteVariables } from "./helpers/grafana.js";
 import { freePort } from "./helpers/net.js";
+import { getJson, missing, sleep, start, stop, waitFor, type Started } from "./helpers/processes.js";
 
 const PROMETHEUS = "/usr/bin/prometheus";
 const ALERTMANAGER = "/usr/bin/prometheus-alertmanager";
@@ -57,68 +57,6 @@ const NO_DATA_IN_FIXTURE: Record<string, "all" | string[]> = {
   "cert-expiry-endpoints.json": "all",
   "cert-expiry-exporter-health.json": ["Relists and watch restarts"],
 };
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `probe` until it returns true, at most `timeoutMs`. */
-async function waitFor(what: string, timeoutMs: number, probe: () => Promise<boolean>, child?: Started): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child && child.process.exitCode !== null) throw new Error(`${what}: the process exited (${child.process.exitCode}):\n${child.output()}`);
-    try {
-      if (await probe()) return;
-    } catch {
-      // not up yet
-    }
-    await sleep(250);
-  }
-  throw new Error(`${what}: not ready within ${timeoutMs} ms${child ? `:\n${child.output()}` : ""}`);
-}
-
-interface Started {
-  name: string;
-  process: ChildProcess;
-  output(): string;
-}
-
-/** Starts a process in its own process group, so that stopping it stops its children too. */
-function start(name: string, command: string, args: string[]): Started {
-  const child = spawn(command, args, { cwd: ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  const keep = (chunk: Buffer): void => {
-    output = (output + chunk.toString()).slice(-20_000);
-  };
-  child.stdout?.on("data", keep);
-  child.stderr?.on("data", keep);
-  return { name, process: child, output: () => output };
-}
-
-async function stop(started: Started): Promise<void> {
-  const { process: child } = started;
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const signal = (sig: NodeJS.Signals): void => {
-    try {
-      process.kill(-(child.pid as number), sig);
-    } catch {
-      // already gone
-    }
-  };
-  signal("SIGTERM");
-  const timer = setTimeout(() => signal("SIGKILL"), 5_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-async function getJson<T>(url: string): Promise<T> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(10_000) });
-  const body = (await response.json()) as T;
-  return body;
-}
-
-function missing(binary: string): boolean {
-  return (spawnSync(binary, ["--version"]).error as NodeJS.ErrnoException | undefined)?.code === "ENOENT";
-}
 
 t.test("alerts reach Alertmanager's receiver exactly, and every dashboard query runs", async (t) => {
   for (const binary of [PROMETHEUS, ALERTMANAGER]) {

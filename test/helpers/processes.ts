@@ -1,0 +1,68 @@
+/**
+ * Real components started by tests (the exporter, Prometheus, Alertmanager) in process groups of
+ * their own, with their output kept for failure messages, and the bounded waits that go with them.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export interface Started {
+  name: string;
+  process: ChildProcess;
+  output(): string;
+}
+
+/** Polls `probe` until it returns true, at most `timeoutMs`; fails early when `child` exits. */
+export async function waitFor(what: string, timeoutMs: number, probe: () => Promise<boolean>, child?: Started): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child && child.process.exitCode !== null) throw new Error(`${what}: the process exited (${child.process.exitCode}):\n${child.output()}`);
+    try {
+      if (await probe()) return;
+    } catch {
+      // not up yet
+    }
+    await sleep(250);
+  }
+  throw new Error(`${what}: not ready within ${timeoutMs} ms${child ? `:\n${child.output()}` : ""}`);
+}
+
+/** Starts a process in its own process group, so that stopping it stops its children too. */
+export function start(name: string, command: string, args: string[], cwd?: string): Started {
+  const child = spawn(command, args, { cwd, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  const keep = (chunk: Buffer): void => {
+    output = (output + chunk.toString()).slice(-20_000);
+  };
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  return { name, process: child, output: () => output };
+}
+
+/** SIGTERM to the process group, SIGKILL after 5 s. */
+export async function stop(started: Started): Promise<void> {
+  const { process: child } = started;
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const signal = (sig: NodeJS.Signals): void => {
+    try {
+      process.kill(-(child.pid as number), sig);
+    } catch {
+      // already gone
+    }
+  };
+  signal("SIGTERM");
+  const timer = setTimeout(() => signal("SIGKILL"), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export async function getJson<T>(url: string): Promise<T> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+  return (await response.json()) as T;
+}
+
+/** True when `binary` is not installed. */
+export function missing(binary: string): boolean {
+  return (spawnSync(binary, ["--version"]).error as NodeJS.ErrnoException | undefined)?.code === "ENOENT";
+}
