@@ -150,6 +150,13 @@ export interface DecodedName {
 }
 
 /**
+ * RDNs, and attributes in one RDN, decoded per name. Real names have a dozen at most; past these
+ * the rest are counted, not decoded, so a crafted name of a million attributes costs little.
+ */
+const MAX_RDNS = 64;
+const MAX_RDN_ATTRIBUTES = 16;
+
+/**
  * Renders an X.501 Name. Well-known attribute types get their short names (the RFC 4514 set plus
  * the ones OpenSSL names, e.g. emailAddress); others are dotted OIDs. Values that are not character
  * strings are written as "#" and the hex of their DER encoding, as RFC 4514 prescribes.
@@ -158,10 +165,21 @@ export function decodeName(buf: Uint8Array, name: Tlv): DecodedName {
   if (name.tag !== TAG.SEQUENCE) throw new DerError("name: not a SEQUENCE");
   const rdns: string[] = [];
   let cn: string | undefined;
-  for (const rdn of children(buf, name)) {
+  let skipped = 0;
+  for (let p = name.contentStart; p < name.contentEnd; ) {
+    const rdn = readTlv(buf, p, name.contentEnd);
+    p = rdn.end;
     if (rdn.tag !== TAG.SET) throw new DerError("name: RDN is not a SET");
+    if (rdns.length >= MAX_RDNS) {
+      skipped++;
+      continue;
+    }
     const parts: string[] = [];
     for (const atv of children(buf, rdn)) {
+      if (parts.length >= MAX_RDN_ATTRIBUTES) {
+        parts.push("…");
+        break;
+      }
       if (atv.tag !== TAG.SEQUENCE) throw new DerError("name: attribute is not a SEQUENCE");
       const typeTlv = readTlv(buf, atv.contentStart, atv.contentEnd);
       if (typeTlv.tag !== TAG.OID) throw new DerError("name: attribute type is not an OID");
@@ -179,5 +197,7 @@ export function decodeName(buf: Uint8Array, name: Tlv): DecodedName {
     }
     rdns.push(parts.join("+"));
   }
+  // RFC 4514 writes the last RDN first, so the ones not decoded would have led the string.
+  if (skipped > 0) rdns.push(`…${skipped} more`);
   return { dn: rdns.reverse().join(","), cn: cn ?? "" };
 }
