@@ -145,3 +145,28 @@ t.test("a certificate copied into many bundles is decoded once and held as one r
   t.equal([...caRecords][0]?.subjectCN, "Shared CA");
   t.ok(Object.isFrozen([...caRecords][0]), "shared records cannot be changed by one holder");
 });
+
+t.test("label limits: every text field is cut to maxLabelValueLength bytes, with a marker and a hash", async (t) => {
+  const { truncateLabelValue } = await import("../src/certs/truncate.js");
+  t.equal(truncateLabelValue("short", 64), "short", "a value within the limit is unchanged");
+  const long = "é".repeat(600); // 1,200 bytes
+  const cut = truncateLabelValue(long, 100);
+  t.ok(Buffer.byteLength(cut) <= 100, `${Buffer.byteLength(cut)} bytes`);
+  t.match(cut, /^é+…#[0-9a-f]{12}$/, "whole characters, then the marker and 12 hex digits of SHA-256");
+  t.equal(truncateLabelValue(long, 100), cut, "the same value is always cut the same way");
+  t.not(truncateLabelValue(long + "x", 100), cut, "values that share the kept prefix stay distinct");
+
+  const hostile = await import("../scripts/hostile.js");
+  const { pem, cn } = await hostile.longCommonName(5000);
+  const cache = new ParseCache(10, { maxCertificates: 10, maxLabelValueLength: 256 });
+  const [record] = cache.parse(Buffer.from(pem));
+  for (const field of ["subject", "subjectCN", "issuer", "issuerCN"] as const) {
+    t.ok(Buffer.byteLength(record?.[field] ?? "") <= 256, `${field} cut`);
+  }
+  t.ok(record?.subjectCN.startsWith(cn.slice(0, 100)), "keeps the beginning");
+  const [sans] = cache.parse(hostile.sanFlood(500));
+  t.equal(sans?.sans.length, 1, "SANs whose joined label is over the limit are one cut value");
+  t.ok(Buffer.byteLength(sans?.sans[0] ?? "") <= 256);
+  const eleven = await hostile.manyCertificates(11);
+  t.throws(() => cache.parse(eleven), { reason: "too_many_certificates" });
+});

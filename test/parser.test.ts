@@ -478,3 +478,50 @@ t.test("mutated inputs never escape as anything but CertReadError", async (t) =>
   t.equal(unexpected, 0, "only records or CertReadErrors");
   t.ok((outcomes.get("ok") ?? 0) > 0 && (outcomes.get("corrupt_certificate") ?? 0) > 0, "both outcomes exercised");
 });
+
+t.test("bounded decoding: every structure an attacker can size has a limit with a clear error", async (t) => {
+  const hostile = await import("../scripts/hostile.js");
+  const { tlv } = hostile;
+
+  t.test("OBJECT IDENTIFIERs: a huge arc is refused; a UUID arc (2.25.<128 bits>) is read exactly", async (t) => {
+    t.match(errorOf(hostile.oidBomb(64 * 1024)).message, "OBJECT IDENTIFIER too long");
+    const uuid = 0x1f2e3d4c5b6a79880f1e2d3c4b5a6978n;
+    const digits: number[] = [];
+    for (let v = uuid; v > 0n; v >>= 7n) digits.unshift(Number(v & 0x7fn) | (digits.length ? 0x80 : 0));
+    const arcOid = Buffer.from([0x69, ...digits]); // 2.25 = 40 * 2 + 25 = 105
+    const { decodeOid, readTlv } = await import("../src/certs/der.js");
+    const oid = tlv(0x06, arcOid);
+    t.equal(decodeOid(oid, readTlv(oid, 0)), `2.25.${uuid}`);
+    const tooLong = tlv(0x06, Buffer.from([0x69, ...new Array<number>(20).fill(0xff), 0x7f]));
+    t.throws(() => decodeOid(tooLong, readTlv(tooLong, 0)), { message: "OBJECT IDENTIFIER arc too large" });
+  });
+
+  t.test("BER indefinite lengths nest at most 12 deep", async (t) => {
+    t.match(errorOf(hostile.berNesting(14)).message, "nested too deep");
+    t.match(errorOf(hostile.berNesting(100_000)).message, "nested too deep");
+  });
+
+  t.test("PEM: one pass over markers; a BEGIN without END fails its block, an END of another label is ignored", async (t) => {
+    const { pem } = await makeCert({ cn: "pem-scan.test" });
+    t.match(errorOf(hostile.pemBeginFlood(256 * 1024)).message, "PEM block 0 (CERTIFICATE): no END line");
+    const strayEnd = `-----END PRIVATE KEY-----\n${pem}-----END CERTIFICATE-----\n`;
+    t.same(parseCertificates(bytes(strayEnd)).map((r) => r.subjectCN), ["pem-scan.test"]);
+    const err = rejects(t, hostile.pemLabelFlood(1000), "no_certificate", [...Array.from({ length: 16 }, (_, i) => `LABEL ${i}`), "…"]);
+    t.ok(err.message.length < 400, "the message names a bounded number of labels");
+  });
+
+  t.test("certificates per input stop at maxCertificates, before the rest are decoded", async (t) => {
+    const bundle = await hostile.manyCertificates(50);
+    t.equal(parseCertificates(bundle, "auto", { maxCertificates: 50 }).length, 50);
+    t.throws(() => parseCertificates(bundle, "auto", { maxCertificates: 49 }), { reason: "too_many_certificates" });
+    const p7 = pkcs7(await Promise.all([1, 2, 3].map((i) => makeCert({ cn: `p7-${i}` }))), "der") as Buffer;
+    t.throws(() => parseCertificates(p7, "auto", { maxCertificates: 2 }), { reason: "too_many_certificates" }, "PKCS#7 too");
+  });
+
+  t.test("names decode at most 64 RDNs and 16 attributes each; SANs at most 1,000; the rest is counted", async (t) => {
+    const [record] = parseCertificates(hostile.sanFlood(1500));
+    t.equal(record?.sans.length, 1001);
+    t.equal(record?.sans.at(-1), "…500 more");
+    t.equal(record?.sans[0], "DNS:n0.example.test");
+  });
+});
