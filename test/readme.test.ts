@@ -18,3 +18,24 @@ t.test("every CLI flag is documented in the README", async (t) => {
   t.ok(flags.length >= 8);
   for (const flag of new Set(flags)) t.match(readme, new RegExp(`(\`|, )${flag}\\b`), `${flag} is documented`);
 });
+
+t.test("the README and docs link only to files inside the repository, and those exist", async (t) => {
+  const { readdirSync, existsSync } = await import("node:fs");
+  const { dirname, resolve, relative } = await import("node:path");
+  const root = join(import.meta.dirname, "..");
+  const pages = ["README.md", ...readdirSync(join(root, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
+  for (const page of pages) {
+    const text = readFileSync(join(root, page), "utf8");
+    for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^(https?:|mailto:)/.test(target as string)) {
+        t.fail(`${page} links outside the repository: ${target}`);
+        continue;
+      }
+      const path = (target as string).split("#")[0] as string;
+      if (!path) continue;
+      const absolute = resolve(dirname(join(root, page)), path);
+      t.notOk(relative(root, absolute).startsWith(".."), `${page}: ${target} stays inside the repository`);
+      t.ok(existsSync(absolute), `${page}: ${target} exists`);
+    }
+  }
+});
