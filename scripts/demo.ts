@@ -28,6 +28,9 @@ async function writeDemoCertificates(dir: string): Promise<void> {
   }
   const chain = await makeChain("chain.demo.test", 60);
   await writeFile(join(dir, "chain.pem"), chain.leaf.pem + chain.intermediate.pem + chain.root.pem);
+  // Broken certificates stay visible: this one is a read error on the page and in /metrics.
+  const truncated = (await makeCert({ cn: "broken.demo.test", issuer: ca })).pem.split("\n").slice(0, 6).join("\n");
+  await writeFile(join(dir, "broken.crt"), `${truncated}\n-----END CERTIFICATE-----\n`);
 
   const client = await makeCert({ cn: "system:admin", subject: "CN=system:admin, O=system:masters", issuer: ca, notAfterDays: 365 });
   await writeFile(join(dir, "ca.crt"), ca.pem);
