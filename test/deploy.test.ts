@@ -488,3 +488,29 @@ t.test("RBAC grants exactly the API calls the code makes with each overlay's con
     t.equal(spec.automountServiceAccountToken, calls.size > 0, `${overlay}: the service-account token is mounted exactly when the code calls the API`);
   }
 });
+
+t.test("the README's own overlays set the image, and the release label kube-prometheus-stack selects", async (t) => {
+  const { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const overlays = [...readme.matchAll(/cat > my-cert-expiry\/kustomization\.yaml <<'YAML'\n([\s\S]*?)\nYAML/g)].map((m) => m[1] as string);
+  t.equal(overlays.length, 2, "two overlay examples: plain and for kube-prometheus-stack");
+  const dir = mkdtempSync(join(tmpdir(), "cee-own-overlay-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  cpSync(DEPLOY, join(dir, "deploy"), { recursive: true });
+  overlays.forEach((text, i) => {
+    const overlay = join(dir, `my-${i}`);
+    mkdirSync(overlay);
+    writeFileSync(join(overlay, "kustomization.yaml"), text.replaceAll("<registry>", "registry.example"));
+    const objects = render(overlay);
+    const images = objects.flatMap((o) => ((o as { spec?: { template?: { spec?: { containers?: { image: string }[] } } } }).spec?.template?.spec?.containers ?? []).map((c) => c.image));
+    t.same(images, ["registry.example/cert-expiry-exporter:0.1.0"], `overlay ${i}: the image is set`);
+    if (!text.includes("release:")) return;
+    for (const kind of ["ServiceMonitor", "PrometheusRule"]) {
+      const object = objects.find((o) => o.kind === kind);
+      t.equal(object?.metadata.labels?.release, "kube-prometheus-stack", `${kind} carries the release label`);
+    }
+    const dashboards = objects.filter((o) => o.kind === "ConfigMap" && o.metadata.labels?.grafana_dashboard === "1");
+    t.equal(dashboards.length, 3, "the three dashboards are labelled for Grafana's sidecar");
+  });
+});
