@@ -121,6 +121,8 @@ const kubernetes = z.strictObject({
   context: z.string().min(1).max(1024).optional(),
   /** Objects per LIST page. */
   pageSize: z.number().int().min(1).max(10_000).default(500),
+  /** A LIST page larger than this is asked for again with half as many objects: it is held and parsed at once. */
+  maxPageBytes: size(MiB, 256 * MiB).default(32 * MiB),
   /** Full relist that reconciles anything a watch missed. */
   resyncInterval: duration(0.5, DAY).default(1800),
   /** A watch without any event or bookmark for this long is restarted. */

@@ -199,3 +199,18 @@ t.test("periodic resync reconciles what silent watches missed", async (t) => {
   t.same(r.actual, r.expected);
   t.ok((await counter(h, "relists", { reason: "resync" })) >= 1);
 });
+
+t.test("a list page over kubernetes.maxPageBytes is asked for again with fewer objects", async (t) => {
+  const h = await startHarness(t, { kubernetes: { pageSize: 500, maxPageBytes: "1MiB" } });
+  const pool = await certPool(8);
+  // PEM allows text around its blocks: 100 KiB of it in each Secret makes the 30 of them a 4 MiB page.
+  const padding = `${"x".repeat(1023)}\n`.repeat(100);
+  for (let i = 0; i < 30; i++) h.api.putSecret("big", `s-${i}`, { "tls.crt": padding + pool[i % 8]!.pem }, { type: "kubernetes.io/tls" });
+  await h.source.start();
+  const r = await converge(h);
+  t.same(r.actual, r.expected, "every Secret is read");
+  const limits = h.api.requests({ verb: "list" }).map((req) => Number(req.query.limit));
+  t.equal(limits[0], 500, "the first page asked for the configured page size");
+  t.ok(Math.min(...limits) < 10, `then fewer (${[...new Set(limits)].join(", ")})`);
+  t.ok(h.logs.some((l) => l.msg === "a list page was too large; asking for smaller pages"), "and said so");
+});

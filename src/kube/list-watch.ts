@@ -2,7 +2,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import type { KubernetesConfig } from "../config.js";
 import type { Logger } from "../log.js";
 import { KubeApiError } from "./errors.js";
-import { listJson } from "./request.js";
+import { PAGE_TOO_LARGE, listJson } from "./request.js";
 import { openWatch, type WatchStream } from "./watch.js";
 
 interface ListPage<T> {
@@ -57,6 +57,8 @@ export interface ListWatchOptions<T> {
   fieldSelector?: string;
   /** Objects per LIST page. */
   pageSize: number;
+  /** A page of more bytes is asked for again with half as many objects. */
+  maxPageBytes: number;
   /** Full relist this often (± 10 % jitter) to reconcile anything a watch missed. */
   resyncIntervalMs: number;
   /** A watch without any event or bookmark for this long is restarted. */
@@ -70,9 +72,10 @@ export interface ListWatchOptions<T> {
 }
 
 /** A ListWatch's page size and timings, from the configuration's `kubernetes` section (seconds there). */
-export function listWatchPacing(kube: KubernetesConfig): Pick<ListWatchOptions<unknown>, "pageSize" | "resyncIntervalMs" | "watchSilenceMs" | "requestTimeoutMs" | "backoff"> {
+export function listWatchPacing(kube: KubernetesConfig): Pick<ListWatchOptions<unknown>, "pageSize" | "maxPageBytes" | "resyncIntervalMs" | "watchSilenceMs" | "requestTimeoutMs" | "backoff"> {
   return {
     pageSize: kube.pageSize,
+    maxPageBytes: kube.maxPageBytes,
     resyncIntervalMs: kube.resyncInterval * 1000,
     watchSilenceMs: kube.watchTimeout * 1000,
     requestTimeoutMs: kube.requestTimeout * 1000,
@@ -221,9 +224,11 @@ export class ListWatch<T extends ObjectMeta> {
     // The next page is requested before this one is processed, so the server's and the network's
     // work overlaps parsing; at most two pages are held at once.
     let prefetched: Promise<ListPage<T>> | undefined;
+    // Halved for the rest of this list whenever a page comes back over maxPageBytes.
+    let pageSize = o.pageSize;
     for (;;) {
       if (this.#stopped) return undefined;
-      const request = prefetched ?? this.#requestPage(token);
+      const request = prefetched ?? this.#requestPage(token, pageSize);
       prefetched = undefined;
       let page: ListPage<T>;
       try {
@@ -238,6 +243,13 @@ export class ListWatch<T extends ObjectMeta> {
           token = undefined;
           restart();
           if (expiredInARow++ > 0) await this.#sleep(this.#delay(expiredInARow - 1));
+          continue;
+        }
+        if (error.reason === PAGE_TOO_LARGE && pageSize > 1) {
+          // Large objects (Secrets of a megabyte each) make a page too big to hold and parse at
+          // once: the same page again, with half as many objects, until it fits in maxPageBytes.
+          pageSize = Math.max(1, Math.floor(pageSize / 2));
+          o.log.info({ stream: o.description, pageSize }, "a list page was too large; asking for smaller pages");
           continue;
         }
         if (error.kind === "forbidden") {
@@ -257,7 +269,7 @@ export class ListWatch<T extends ObjectMeta> {
         continue;
       }
       if (page.continueToken) {
-        prefetched = this.#requestPage(page.continueToken);
+        prefetched = this.#requestPage(page.continueToken, pageSize);
         prefetched.catch(() => undefined); // handled when awaited
       }
       this.#ok();
@@ -278,14 +290,14 @@ export class ListWatch<T extends ObjectMeta> {
   }
 
   /** One LIST page request, aborted by stop() or after the request timeout. */
-  async #requestPage(continueToken: string | undefined): Promise<ListPage<T>> {
+  async #requestPage(continueToken: string | undefined, pageSize: number): Promise<ListPage<T>> {
     const o = this.#o;
     const abort = new AbortController();
     this.#listAborts.add(abort);
     const timer = setTimeout(() => abort.abort(), o.requestTimeoutMs);
     try {
-      const query = { limit: String(o.pageSize), continue: continueToken, labelSelector: o.labelSelector, fieldSelector: o.fieldSelector };
-      const page = await listJson<T>(o.kubeConfig, o.path, query, abort.signal);
+      const query = { limit: String(pageSize), continue: continueToken, labelSelector: o.labelSelector, fieldSelector: o.fieldSelector };
+      const page = await listJson<T>(o.kubeConfig, o.path, query, abort.signal, o.maxPageBytes);
       return { items: page.items, resourceVersion: page.metadata?.resourceVersion ?? "", continueToken: page.metadata?.continue };
     } finally {
       clearTimeout(timer);

@@ -3,8 +3,8 @@ import { request, type Agent, type RequestOptions } from "node:https";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { KubeApiError } from "./errors.js";
 
-/** Largest LIST page accepted; a bigger one means a page size far beyond what is configured. */
-const MAX_PAGE_BYTES = 256 * 1024 * 1024;
+/** The reason of a LIST page over its byte limit: the list asks for the same page with fewer objects. */
+export const PAGE_TOO_LARGE = "PageTooLarge";
 
 export interface ApiRequest {
   url: URL;
@@ -30,11 +30,13 @@ export interface ListResponse<T> {
 }
 
 /**
- * One LIST page as plain JSON. Lists go through here rather than client-node's typed API, which
- * copies every object of a page into model classes: for Secrets, that doubled the garbage of a list
- * and with it the time the garbage collector took.
+ * One LIST page as plain JSON, of at most `maxBytes` (kubernetes.maxPageBytes: the page is held and
+ * parsed at once, and JSON.parse of 32 MiB holds the event loop for about a tenth of a second). Lists
+ * go through here rather than client-node's typed API, which copies every object of a page into
+ * model classes: for Secrets, that doubled the garbage of a list and with it the time the garbage
+ * collector took.
  */
-export async function listJson<T>(kc: KubeConfig, path: string, query: Record<string, string | undefined>, signal: AbortSignal): Promise<ListResponse<T>> {
+export async function listJson<T>(kc: KubeConfig, path: string, query: Record<string, string | undefined>, signal: AbortSignal, maxBytes: number): Promise<ListResponse<T>> {
   const { url, options, agent } = await apiRequest(kc, path, query);
   try {
     return await new Promise<ListResponse<T>>((resolve, reject) => {
@@ -44,9 +46,10 @@ export async function listJson<T>(kc: KubeConfig, path: string, query: Record<st
         let size = 0;
         res.on("data", (chunk: Buffer) => {
           size += chunk.length;
-          if (size > MAX_PAGE_BYTES) {
+          if (size > maxBytes) {
+            // Rejected before the socket is destroyed, whose error would otherwise win.
+            reject(new KubeApiError(0, `a LIST page is larger than ${maxBytes} bytes`, PAGE_TOO_LARGE));
             res.destroy();
-            reject(new KubeApiError(0, "a LIST page is larger than 256 MiB", "BadResponse"));
             return;
           }
           chunks.push(chunk);
