@@ -15,6 +15,7 @@ const BENCHES: Record<string, { title: string; run: () => Promise<BenchRow[]> }>
   secrets: { title: "Secrets source: 20,000 TLS Secrets over HTTPS, on the image's Node with the deployed V8 flags", run: () => benchSecrets() },
   hostile: { title: "Hostile input: decode time on the event loop, the decode pool, /healthz while hostile files are re-read", run: benchHostile },
   endpoints: { title: "TLS probes: 1,000 endpoints, ours (on the image's Node, then this machine's) and blackbox_exporter", run: () => benchEndpoints() },
+  idle: { title: "Idle: CPU and wake-ups without a request, ours (on the image's Node, then this machine's) and blackbox_exporter", run: async () => (await import("./idle.js")).benchIdle() },
 };
 
 const wanted = process.argv.slice(2);

@@ -1,69 +1,237 @@
-import type { FastifyInstance } from "fastify";
+import { isDeepStrictEqual } from "node:util";
+import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import { ParseCache } from "./certs/cache.js";
-import type { Config } from "./config.js";
+import { ConfigError, type Config } from "./config.js";
 import { DecodePool } from "./decode-pool.js";
 import { Health } from "./health.js";
-import { Inventory } from "./inventory.js";
+import { Inventory, type SourceKind } from "./inventory.js";
 import { createLogger, type Logger } from "./log.js";
 import { buildServer } from "./server.js";
 import { resolveShard } from "./shard.js";
-import { createSources } from "./sources/index.js";
+import { EndpointSource } from "./sources/endpoints.js";
+import { SOURCE_SLOTS, createSource, createSourceSlots, sourceSettings, type SourceSlot } from "./sources/index.js";
 import { SourceContext, type Source } from "./sources/source.js";
 import { VERSION } from "./version.js";
+import { withServingCertificate, type WebConfig } from "./web-config.js";
 
 /** Share of http.shutdownTimeout that requests in flight get to finish; the rest is for closing and exiting. */
 const SHUTDOWN_GRACE_SHARE = 0.75;
 
-/** Everything one exporter process holds: the inventory, its sources and their shared context. */
+/** What a reload applies. Everything else was read once at start: the listener, the HTTP limits, the shard, the log format, the shared parse cache and decode pool. */
+const RELOADABLE_SETTINGS = new Set(["logLevel", "intervals", "sources", "kubernetes", "probe"]);
+/** The limits each source reads for itself, so that a rebuilt source applies them. */
+const RELOADABLE_LIMITS = new Set(["maxFileSize", "maxGlobEntries"]);
+
+/** The settings of a configuration that a reload cannot change. */
+function startupSettings(config: Config): Record<string, unknown> {
+  const startup: Record<string, unknown> = Object.fromEntries(Object.entries(config).filter(([key]) => !RELOADABLE_SETTINGS.has(key)));
+  startup.limits = Object.fromEntries(Object.entries(config.limits).filter(([key]) => !RELOADABLE_LIMITS.has(key)));
+  return startup;
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === "object" && !Array.isArray(value);
+
+/** Dotted paths of the values that differ between two settings objects, e.g. `listen.port`. */
+function changedPaths(before: unknown, after: unknown, path = ""): string[] {
+  if (!isRecord(before) || !isRecord(after)) return isDeepStrictEqual(before, after) ? [] : [path];
+  const keys = new Set([...Object.keys(before), ...Object.keys(after)]);
+  return [...keys].flatMap((key) => changedPaths(before[key], after[key], path ? `${path}.${key}` : key));
+}
+
+/** Socket errors of listen() that the configuration causes, in words. */
+const LISTEN_FAILURES: Record<string, string> = {
+  EADDRINUSE: "the address is already in use",
+  EACCES: "permission denied (a port below 1024 needs privileges)",
+  EADDRNOTAVAIL: "the address is not one of this host's",
+  ENOTFOUND: "the host name does not resolve",
+};
+
+function listenFailure(err: unknown, { address, port }: Config["listen"]): unknown {
+  const reason = LISTEN_FAILURES[(err as NodeJS.ErrnoException | undefined)?.code ?? ""];
+  return reason ? new ConfigError(`cannot listen on ${address.includes(":") ? `[${address}]` : address}:${port}: ${reason}`) : err;
+}
+
+/** A source whose one-off scan could not read anything at all, and why. */
+export interface ScanFailure {
+  source: SourceKind;
+  message: string;
+}
+
+/** What a reconfiguration did. */
+export interface Reconfiguration {
+  /** Slots whose source was rebuilt, added, removed or handed new static endpoints. */
+  updated: SourceSlot[];
+  /** Changed settings that take effect only after a restart, as dotted paths. */
+  restartRequired: string[];
+}
+
+/** Everything one exporter process holds: the inventory, its sources and what they share. */
 export class Exporter {
-  readonly config: Config;
   readonly log: Logger;
   readonly inventory: Inventory;
   readonly health: Health;
-  readonly sources: Source[];
+  /**
+   * A context for one source: the shared inventory, parse cache, health and decode pool, and state
+   * of its own (what it logged, what it was refused), which goes with it when a reload replaces it.
+   */
+  readonly #newContext: () => SourceContext;
+  readonly #sources: Map<SourceSlot, Source>;
   readonly #decoder: DecodePool;
+  /** --web.config.file, when given: the server's TLS and auth, and the serving certificate to export. */
+  readonly #web: WebConfig | undefined;
+  #config: Config;
   #server: FastifyInstance | undefined;
+  #started = false;
+  #closing = false;
+  /** The reconfiguration under way: the next one, and close(), wait for it. */
+  #reconfiguring: Promise<unknown> = Promise.resolve();
 
   /** Builds the exporter and the sources its configuration turns on. */
-  static async create(config: Config, log: Logger = createLogger(config.logLevel)): Promise<Exporter> {
+  static async create(config: Config, log: Logger = createLogger(config.logLevel, config.logFormat), web?: WebConfig): Promise<Exporter> {
+    if (web) config = withServingCertificate(config, web);
     const inventory = new Inventory();
     const health = new Health(inventory);
     const { limits } = config;
     const cache = new ParseCache(limits.parseCacheEntries, { maxCertificates: limits.maxCertificatesPerLocation, maxLabelValueLength: limits.maxLabelValueLength });
     const decoder = new DecodePool({ timeoutMs: limits.parseTimeout * 1000 });
-    const ctx = new SourceContext(inventory, cache, health, log, { shard: resolveShard(config.shard), limits, decoder });
-    return new Exporter(config, log, inventory, health, await createSources(config, ctx), decoder);
+    const shard = resolveShard(config.shard);
+    const newContext = () => new SourceContext(inventory, cache, health, log, { shard, limits, decoder });
+    return new Exporter(config, { log, inventory, health, newContext }, await createSourceSlots(config, newContext), decoder, web);
   }
 
-  private constructor(config: Config, log: Logger, inventory: Inventory, health: Health, sources: Source[], decoder: DecodePool) {
-    this.config = config;
-    this.log = log;
-    this.inventory = inventory;
-    this.health = health;
-    this.sources = sources;
+  private constructor(
+    config: Config,
+    shared: Pick<Exporter, "log" | "inventory" | "health"> & { newContext: () => SourceContext },
+    sources: Map<SourceSlot, Source>,
+    decoder: DecodePool,
+    web: WebConfig | undefined,
+  ) {
+    this.#config = config;
+    this.#web = web;
+    this.log = shared.log;
+    this.inventory = shared.inventory;
+    this.health = shared.health;
+    this.#newContext = shared.newContext;
+    this.#sources = sources;
     this.#decoder = decoder;
   }
 
-  /** One scan of every source, for `check`. */
-  async scanOnce(): Promise<void> {
-    await Promise.all(this.sources.map((source) => source.scanOnce()));
+  /** The configuration in force: the last one applied, with the settings read at start kept. */
+  get config(): Config {
+    return this.#config;
   }
 
-  /** Starts listening at once (so /healthz answers during the first scans), then starts the sources. */
-  async serve(): Promise<string> {
-    const server = buildServer({ inventory: this.inventory, health: this.health, log: this.log, http: this.config.http, maxLabelValueLength: this.config.limits.maxLabelValueLength });
+  /** The running sources, in start order. */
+  get sources(): Source[] {
+    return SOURCE_SLOTS.flatMap((slot) => this.#sources.get(slot) ?? []);
+  }
+
+  /** One scan of every source, for `check`; returns the sources whose scan failed. */
+  async scanOnce(): Promise<ScanFailure[]> {
+    const sources = this.sources;
+    const outcomes = await Promise.allSettled(sources.map((source) => source.scanOnce()));
+    const up = new Map((await this.health.sourceUp.get()).values.map(({ labels, value }) => [labels.source, value]));
+    return sources.flatMap((source, i): ScanFailure[] => {
+      const outcome = outcomes[i];
+      if (outcome?.status === "rejected") return [{ source: source.name, message: outcome.reason instanceof Error ? outcome.reason.message : String(outcome.reason) }];
+      // A polled source logs its own failure and marks itself down.
+      return up.get(source.name) === 1 ? [] : [{ source: source.name, message: "its scan failed" }];
+    });
+  }
+
+  /**
+   * Starts listening at once (so /healthz answers during the first scans), then starts the sources.
+   * `plugins` add routes to the server before it listens. A listen address that cannot be used is a
+   * ConfigError.
+   */
+  async serve(plugins: readonly FastifyPluginAsync[] = []): Promise<string> {
+    const { listen, http, limits } = this.#config;
+    const server = buildServer({ inventory: this.inventory, health: this.health, log: this.log, http, maxLabelValueLength: limits.maxLabelValueLength, web: this.#web });
     this.#server = server;
-    const address = await server.listen({ host: this.config.listen.address, port: this.config.listen.port });
-    this.log.info({ address, version: VERSION, sources: this.sources.map((s) => s.name) }, "listening");
-    for (const source of this.sources) {
-      source.start().catch((err: unknown) => this.log.error({ source: source.name, err }, "source failed to start"));
+    for (const plugin of plugins) await server.register(plugin);
+    let address: string;
+    try {
+      address = await server.listen({ host: listen.address, port: listen.port });
+    } catch (err) {
+      throw listenFailure(err, listen);
     }
+    this.#started = true;
+    this.log.info({ address, version: VERSION, sources: this.sources.map((s) => s.name) }, "listening");
+    for (const source of this.sources) void this.#start(source);
     return address;
   }
 
   get port(): number {
     const address = this.#server?.server.address();
-    return typeof address === "object" && address ? address.port : this.config.listen.port;
+    return typeof address === "object" && address ? address.port : this.#config.listen.port;
+  }
+
+  /**
+   * Applies a new configuration. The log level changes at once. A source whose part of the
+   * configuration changed is rebuilt, and every other keeps running as it is: no relist, no new
+   * probes. A rebuilt source's series stay until its replacement has scanned once; then what that
+   * did not find again goes. Settings read once at start stay as they are and are named in the
+   * result. A replacement that cannot be built (its kubeconfig does not load) fails the whole call
+   * before anything has changed. Calls run one after another.
+   */
+  reconfigure(next: Config): Promise<Reconfiguration> {
+    if (this.#web) next = withServingCertificate(next, this.#web);
+    const run = this.#reconfiguring.then(() => this.#reconfigure(next));
+    this.#reconfiguring = run.catch(() => undefined);
+    return run;
+  }
+
+  async #reconfigure(next: Config): Promise<Reconfiguration> {
+    if (this.#closing) throw new Error("the exporter is shutting down");
+    const current = this.#config;
+    const kept = startupSettings(current);
+    const applied = { ...next, ...kept, limits: { ...next.limits, ...(kept.limits as object) } } as Config;
+    const restartRequired = changedPaths(kept, startupSettings(next));
+    const changed = SOURCE_SLOTS.filter((slot) => !isDeepStrictEqual(sourceSettings(slot, current), sourceSettings(slot, applied)));
+    // Kubernetes sources first: only they can fail to be built, and then nothing else has been.
+    const replacements = new Map<SourceSlot, Source | undefined>();
+    for (const slot of [...changed].reverse()) replacements.set(slot, await createSource(slot, applied, this.#newContext()));
+    for (const slot of changed) await this.#replace(slot, replacements.get(slot));
+    const updated = [...changed];
+    const endpoints = this.#sources.get("endpoints");
+    if (!changed.includes("endpoints") && endpoints instanceof EndpointSource && !isDeepStrictEqual(current.sources.endpoints, applied.sources.endpoints)) {
+      endpoints.setStaticTargets(applied.sources.endpoints);
+      updated.push("endpoints");
+    }
+    this.log.level = applied.logLevel;
+    if (this.#server) this.#server.log.level = applied.logLevel;
+    this.#config = applied;
+    return { updated, restartRequired };
+  }
+
+  /** Starts a source, in the background of everything else; resolves once its first scan is done. */
+  #start(source: Source): Promise<boolean> {
+    return source.start().then(
+      () => true,
+      (err: unknown) => {
+        this.log.error({ source: source.name, err }, "source failed to start");
+        return false;
+      },
+    );
+  }
+
+  /** Puts `replacement` in the slot. The old source stops at once; its series go once the replacement has scanned, or at once when nothing replaces it. */
+  async #replace(slot: SourceSlot, replacement: Source | undefined): Promise<void> {
+    const old = this.#sources.get(slot);
+    await old?.stop();
+    if (replacement) this.#sources.set(slot, replacement);
+    else this.#sources.delete(slot);
+    const stale = old ? [...this.inventory.entries()].filter((entry) => entry.location.source === old.name) : [];
+    // An entry the replacement published again is a new object: what is still the same object was not found again.
+    const pruneStale = () => {
+      for (const entry of stale) if (this.inventory.get(entry.location) === entry) this.inventory.remove(entry.location);
+    };
+    if (!replacement) {
+      pruneStale();
+      if (old) for (const gauge of [this.health.sourceUp, this.health.lastSuccess, this.health.scanDuration]) gauge.remove({ source: old.name });
+    } else if (this.#started) {
+      void this.#start(replacement).then((scanned) => scanned && pruneStale());
+    }
   }
 
   /**
@@ -72,8 +240,10 @@ export class Exporter {
    * slow client cannot hold the exit.
    */
   async close(): Promise<void> {
+    this.#closing = true;
+    await this.#reconfiguring;
     const server = this.#server;
-    const cutOff = setTimeout(() => server?.server.closeAllConnections(), this.config.http.shutdownTimeout * SHUTDOWN_GRACE_SHARE * 1000);
+    const cutOff = setTimeout(() => server?.server.closeAllConnections(), this.#config.http.shutdownTimeout * SHUTDOWN_GRACE_SHARE * 1000);
     try {
       // The decode pool goes first: a source waiting on a decode then stops at once.
       await Promise.all([this.#decoder.close(), ...this.sources.map((source) => source.stop()), server?.close()]);

@@ -1,15 +1,36 @@
-import type { Inventory } from "./inventory.js";
+import type { ScanFailure } from "./app.js";
+import { EXIT_CODES } from "./exit-codes.js";
+import type { Inventory, SourceKind } from "./inventory.js";
 import { countOf, DEFAULT_THRESHOLDS, selectCertificates, selectErrors, visibleText, type CertificateRow } from "./report.js";
 
 export interface CheckReport {
   output: string;
-  exitCode: 0 | 1;
+  exitCode: typeof EXIT_CODES.ok | typeof EXIT_CODES.failed | typeof EXIT_CODES.unscanned;
+  /** Sources that could not be scanned at all: their scan failed, or all they hold are refusals. */
+  unscanned: ScanFailure[];
 }
 
 export interface CheckOptions {
   warnDays: number;
   format: "table" | "json";
-  failOnError: boolean;
+  /** A location that could not be read fails the check (the default). */
+  failOnReadErrors: boolean;
+  /** Sources whose scan failed (Exporter.scanOnce). */
+  scanFailures?: readonly ScanFailure[];
+}
+
+/**
+ * Sources refused everything they asked for: every location they hold is a `forbidden` error (a
+ * 403 on every namespace, or at the cluster scope), so there is nothing they could read.
+ */
+function refusedSources(inventory: Inventory): ScanFailure[] {
+  const refusals = new Map<SourceKind, string | null>();
+  for (const { location, error } of inventory.entries()) {
+    const refused = error?.reason === "forbidden";
+    if (!refused) refusals.set(location.source, null);
+    else if (!refusals.has(location.source)) refusals.set(location.source, error.message);
+  }
+  return [...refusals].flatMap(([source, message]) => (message === null ? [] : [{ source, message: `every request was refused: ${message}` }]));
 }
 
 function formatTable(headers: string[], rows: string[][]): string {
@@ -24,7 +45,10 @@ function locationText(row: { namespace: string; name: string; key: string }): st
 
 const isoTime = (unixSeconds: number): string => new Date(unixSeconds * 1000).toISOString();
 
-/** Builds `check`'s report from a scanned inventory, and the exit code its findings call for. */
+/**
+ * Builds `check`'s report from a scanned inventory, and the exit code its findings call for: a source
+ * that could not be scanned at all (3) before anything due or unreadable (1).
+ */
 export function checkReport(inventory: Inventory, options: CheckOptions, now = Date.now() / 1000): CheckReport {
   const defaults = { warningDays: options.warnDays, criticalDays: Math.min(DEFAULT_THRESHOLDS.criticalDays, options.warnDays) };
   const { rows: certs, stateCounts } = selectCertificates(inventory, { now, defaults });
@@ -32,8 +56,10 @@ export function checkReport(inventory: Inventory, options: CheckOptions, now = D
   // A certificate that is not valid yet fails today just as an expired one does.
   const expiring = (row: CertificateRow) => row.state !== "not_yet_valid" && row.daysLeft <= options.warnDays;
   const expiringCount = certs.filter(expiring).length;
-  const failing = expiringCount > 0 || stateCounts.not_yet_valid > 0 || (options.failOnError && errors.length > 0);
-  const exitCode = failing ? 1 : 0;
+  const scanFailures = options.scanFailures ?? [];
+  const unscanned = [...scanFailures, ...refusedSources(inventory).filter((refused) => !scanFailures.some((failure) => failure.source === refused.source))];
+  const failing = expiringCount > 0 || stateCounts.not_yet_valid > 0 || (options.failOnReadErrors && errors.length > 0);
+  const exitCode = unscanned.length > 0 ? EXIT_CODES.unscanned : failing ? EXIT_CODES.failed : EXIT_CODES.ok;
 
   if (options.format === "json") {
     const items = [
@@ -53,7 +79,7 @@ export function checkReport(inventory: Inventory, options: CheckOptions, now = D
       })),
       ...errors.map((e) => ({ type: "error", ...e })),
     ];
-    return { output: `${JSON.stringify(items, null, 2)}\n`, exitCode };
+    return { output: `${JSON.stringify(items, null, 2)}\n`, exitCode, unscanned };
   }
 
   const table = formatTable(
@@ -67,5 +93,5 @@ export function checkReport(inventory: Inventory, options: CheckOptions, now = D
   output +=
     `\n${countOf(certs.length, "certificate")}, ${expiringCount} expired or expiring within ${countOf(options.warnDays, "day")}, ` +
     `${stateCounts.not_yet_valid} not yet valid, ${countOf(errors.length, "error")}.\n`;
-  return { output, exitCode };
+  return { output, exitCode, unscanned };
 }

@@ -1,4 +1,11 @@
 #!/usr/bin/env node
-import { main } from "./commands.js";
+import { PROGRAM, main } from "./commands.js";
+import { EXIT_CODES } from "./exit-codes.js";
+
+// Whatever escapes everything else is still one line, not a stack trace.
+process.on("uncaughtException", (err) => {
+  process.stderr.write(`${PROGRAM}: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(EXIT_CODES.failed);
+});
 
 await main(process.argv);

@@ -232,6 +232,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  logFormat: z.enum(["json", "logfmt"]).default("json"),
   shard: shard.prefault({}),
   intervals: z
     .strictObject({
@@ -313,7 +314,7 @@ function formatPath(path: readonly PropertyKey[]): string {
   return out || "(top level)";
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
+export function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === "unrecognized_keys") {
     return issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown key`).join("\n");
   }
@@ -349,6 +350,7 @@ export interface ConfigOverrides {
   listenAddress?: string;
   port?: number;
   logLevel?: string;
+  logFormat?: string;
   files?: string[];
   kubeconfigFiles?: string[];
   /** Kubernetes client: kubeconfig file and context (--kubeconfig, --context). */
@@ -369,6 +371,7 @@ export function mergeOverrides(raw: unknown, overrides: ConfigOverrides): unknow
   if (overrides.listenAddress !== undefined) section("listen").address = overrides.listenAddress;
   if (overrides.port !== undefined) section("listen").port = overrides.port;
   if (overrides.logLevel !== undefined) base.logLevel = overrides.logLevel;
+  if (overrides.logFormat !== undefined) base.logFormat = overrides.logFormat;
   const addGroup = (key: string, paths: string[] | undefined) => {
     if (!paths?.length) return;
     const sources = section("sources");

@@ -1,17 +1,63 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics, type RegistryContentType } from "prom-client";
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric, type RegistryContentType } from "prom-client";
 import type { Inventory } from "./inventory.js";
 import { VERSION } from "./version.js";
 
 const PREFIX = "cert_expiry_exporter_";
 const LINT_FAILING_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
+/**
+ * How often Node's event-loop delay histogram (nodejs_eventloop_lag_*_seconds) samples the loop.
+ * prom-client's default of 10 ms wakes an idle exporter 100 times a second, most of its idle CPU
+ * (bench/idle.ts). A sample is the time between two wake-ups, so the gauges include this interval:
+ * a stall of a second or more always shows, and the health dashboard subtracts the second.
+ */
+export const EVENT_LOOP_SAMPLING_MS = 1000;
 
 /**
- * The exporter's own metrics. Each is registered in two registries, one per exposition format,
- * because a prom-client registry renders only the format it was made with.
+ * A registry's metric objects. prom-client's typings describe them as plain records and leave out
+ * `labelNames`, which every metric keeps from its configuration.
+ */
+function metricObjects(registry: Registry): (Metric & { name: string; help: string; labelNames: readonly string[] })[] {
+  return registry.getMetricsAsArray() as unknown as ReturnType<typeof metricObjects>;
+}
+
+/**
+ * The same metrics as `text`, for OpenMetrics. prom-client renders a counter as OpenMetrics by
+ * renaming the counter object itself (`x_total` becomes `x`, and each sample gets `_total` back), so a
+ * counter shared with the text registry would lose `_total` in every text body rendered after an
+ * OpenMetrics one. Each counter therefore has a twin here that takes the counter's values at every
+ * render; gauges and histograms are left as they are by either format, and are shared.
+ */
+function openMetricsRegistry(text: Registry): Registry<RegistryContentType> {
+  const openMetrics = new Registry<RegistryContentType>();
+  openMetrics.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
+  for (const metric of metricObjects(text)) {
+    if (!(metric instanceof Counter)) {
+      openMetrics.registerMetric(metric);
+      continue;
+    }
+    new Counter({
+      name: metric.name,
+      help: metric.help,
+      labelNames: metric.labelNames,
+      registers: [openMetrics],
+      async collect() {
+        const { values } = await metric.get();
+        this.reset();
+        for (const { labels, value } of values) this.inc(labels, value);
+      },
+    });
+  }
+  return openMetrics;
+}
+
+/**
+ * The exporter's own metrics, with Node's and the process's. `prometheus` renders the text format and
+ * holds every metric; `openMetrics` shares them but for its counter twins (see openMetricsRegistry).
+ * prom-client's default metrics are collected once: each collection starts an event-loop monitor.
  */
 export class Health {
   readonly prometheus = new Registry();
-  readonly openMetrics = new Registry<RegistryContentType>();
+  readonly openMetrics: Registry<RegistryContentType>;
   readonly sourceUp: Gauge<"source">;
   readonly lastSuccess: Gauge<"source">;
   readonly scanDuration: Gauge<"source">;
@@ -22,13 +68,10 @@ export class Health {
   readonly #ready = new Map<string, boolean>();
 
   constructor(inventory: Inventory) {
-    this.openMetrics.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
-    const registers = [this.prometheus, this.openMetrics];
-    for (const registry of registers) {
-      collectDefaultMetrics({ register: registry });
-      // prom-client names these gauges *_total, which promtool rejects; the rest of its set is lint-clean.
-      for (const name of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(name);
-    }
+    collectDefaultMetrics({ register: this.prometheus, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLING_MS });
+    // prom-client names these gauges *_total, which promtool rejects; the rest of its set is lint-clean.
+    for (const name of LINT_FAILING_DEFAULTS) this.prometheus.removeSingleMetric(name);
+    const registers = [this.prometheus];
 
     new Gauge({
       name: `${PREFIX}build_info`,
@@ -89,6 +132,7 @@ export class Health {
         }
       },
     });
+    this.openMetrics = openMetricsRegistry(this.prometheus);
   }
 
   /** Marks a source as enabled but not yet through its first full scan: not ready, and not up. */

@@ -1,13 +1,19 @@
 import type { ServerResponse } from "node:http";
+import type { ServerOptions as HttpsServerOptions } from "node:https";
+import type { Server as TlsServer } from "node:tls";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from "fastify";
+import { BasicAuth } from "./basic-auth.js";
 import type { Config } from "./config.js";
 import type { Health } from "./health.js";
 import type { Inventory } from "./inventory.js";
 import type { Logger } from "./log.js";
-import { MetricsRenderer, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, negotiateFormat, type ExpositionFormat } from "./metrics.js";
+import { MetricsRenderer, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, acceptsGzip, gzipped, negotiateFormat, type ExpositionFormat } from "./metrics.js";
+import { TokenBucket } from "./rate-limit.js";
 import { ScrapeGate, ScrapeRefusedError } from "./scrape-gate.js";
+import { ServingCertificate } from "./serving-certificate.js";
 import { renderStatusPage } from "./status-page.js";
 import { VERSION } from "./version.js";
+import type { WebConfig } from "./web-config.js";
 
 export type HttpLimits = Config["http"];
 
@@ -18,6 +24,8 @@ export interface ServerDeps {
   http: HttpLimits;
   /** limits.maxLabelValueLength; no limit when absent. */
   maxLabelValueLength?: number;
+  /** --web.config.file: TLS, basic auth, extra headers, rate limit. Without it: plain HTTP, open to all. */
+  web?: WebConfig;
 }
 
 /** Prometheus tells every target how long it will wait for the answer. */
@@ -36,6 +44,9 @@ const CONNECTIONS_CHECKING_INTERVAL_MS = 2_000;
 const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 /** A connection with no traffic at all is closed this long after the longest scrape deadline could pass. */
 const IDLE_SOCKET_MARGIN_MS = 5_000;
+/** What the kubelet probes: open without credentials and never rate-limited, as a probe can send neither. */
+const OPEN_PATHS = new Set(["/healthz", "/readyz"]);
+const BASIC_AUTH_CHALLENGE = 'Basic realm="cert-expiry-exporter", charset="UTF-8"';
 /** The status page has an inline <style> and nothing else: no scripts, no external assets, no frames. */
 const STATUS_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
@@ -66,6 +77,14 @@ function responseLifetime(res: ServerResponse, deadlineSeconds: number): AbortSi
 
 const contentType = (format: ExpositionFormat): string => (format === "openmetrics" ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE);
 
+/** Sets the headers of the encoding a scraper's Accept-Encoding calls for; true when that is gzip. */
+function negotiateGzip(acceptEncoding: string | undefined, reply: FastifyReply): boolean {
+  reply.header("vary", "accept-encoding");
+  if (!acceptsGzip(acceptEncoding)) return false;
+  reply.header("content-encoding", "gzip");
+  return true;
+}
+
 function unavailable(reply: FastifyReply, why: string): FastifyReply {
   return reply.code(503).header("retry-after", String(RETRY_AFTER_SECONDS)).type("text/plain").send(`${why}\n`);
 }
@@ -73,15 +92,22 @@ function unavailable(reply: FastifyReply, why: string): FastifyReply {
 /**
  * The HTTP face of the exporter: /metrics, /healthz, /readyz and the status page at /. Every wait has
  * a deadline and every response a bound: renders go through a ScrapeGate, each /metrics response is
- * cut off at its deadline, and connections are limited in number and in how long they may idle.
+ * cut off at its deadline, and connections are limited in number and in how long they may idle. With
+ * a web config it serves HTTPS from a certificate it reloads when renewed, and asks for credentials
+ * everywhere but the probes.
  */
-export function buildServer({ inventory, health, log, http, maxLabelValueLength }: ServerDeps): FastifyInstance {
+export function buildServer({ inventory, health, log, http, maxLabelValueLength, web }: ServerDeps): FastifyInstance {
+  const serving = web?.tls && new ServingCertificate(web.tls, log.child({ component: "tls" }));
+  const nodeServer = { headersTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS };
+  // Fastify hands `http` to a plain server only; an HTTPS server takes the same options with its TLS ones.
+  const transport: { https?: HttpsServerOptions } = serving ? { https: { ...serving.serverOptions(), ...nodeServer, handshakeTimeout: REQUEST_TIMEOUT_MS } } : {};
   const app = Fastify({
     loggerInstance: log.child({ component: "http" }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
     requestTimeout: REQUEST_TIMEOUT_MS,
-    http: { headersTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS },
+    http: nodeServer,
+    ...transport,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     connectionTimeout: http.scrapeTimeout * 1000 + IDLE_SOCKET_MARGIN_MS,
     // close() drops idle keep-alive connections at once; Exporter.close cuts the rest at its deadline.
@@ -94,10 +120,32 @@ export function buildServer({ inventory, health, log, http, maxLabelValueLength 
     gate.close();
     done();
   });
+  if (serving) {
+    serving.attach(app.server as unknown as TlsServer);
+    app.addHook("onClose", (_instance, done) => {
+      serving.close();
+      done();
+    });
+  }
+  const auth = web?.users.size ? new BasicAuth(web.users) : undefined;
+  if (auth && !serving) log.warn("basic_auth_users without tls_server_config: passwords cross the network in clear text");
+  const bucket = web?.rateLimit && new TokenBucket(web.rateLimit);
+  if (auth || bucket) {
+    app.addHook("onRequest", async (request, reply) => {
+      if (OPEN_PATHS.has(request.routeOptions.url ?? "")) return;
+      if (bucket && !bucket.take()) return reply.code(429).type("text/plain").send("too many requests\n");
+      if (auth && !(await auth.verify(request.headers.authorization))) {
+        return reply.code(401).header("www-authenticate", BASIC_AUTH_CHALLENGE).type("text/plain").send("unauthorized\n");
+      }
+    });
+    if (auth) app.addHook("onClose", () => auth.close());
+  }
 
   app.addHook("onSend", (_request, reply, payload, done) => {
     reply.header("x-content-type-options", "nosniff");
     if (String(reply.getHeader("content-type")).startsWith("text/html")) reply.header("content-security-policy", STATUS_PAGE_CSP);
+    // The web config's headers go last: what the operator set wins over the defaults above.
+    for (const [name, value] of Object.entries(web?.headers ?? {})) reply.header(name, value);
     done(null, payload);
   });
 
@@ -116,18 +164,23 @@ export function buildServer({ inventory, health, log, http, maxLabelValueLength 
     const body = renderer.stream(format);
     // The slot is free once the render has stopped, not merely once the response has.
     body.once("close", release);
+    const sent = negotiateGzip(request.headers["accept-encoding"], reply) ? gzipped(body) : body;
     lifetime.addEventListener("abort", () => {
       if (!reply.raw.writableFinished) {
         if (lifetime.reason instanceof ScrapeDeadlineError) request.log.info({ deadlineSeconds }, "scrape cut off at its deadline");
         reply.raw.destroy();
       }
+      sent.destroy();
       body.destroy();
     }, { once: true });
-    return reply.type(contentType(format)).send(body);
+    return reply.type(contentType(format)).send(sent);
   });
 
   // The headers alone: rendering is exactly what a HEAD must not cost.
-  app.head("/metrics", async (request, reply) => reply.type(contentType(negotiateFormat(request.headers.accept))).send());
+  app.head("/metrics", async (request, reply) => {
+    negotiateGzip(request.headers["accept-encoding"], reply);
+    return reply.type(contentType(negotiateFormat(request.headers.accept))).send();
+  });
 
   app.get("/healthz", async (_request, reply) => reply.type("text/plain").send("ok\n"));
 

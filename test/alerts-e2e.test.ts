@@ -177,6 +177,9 @@ t.test("alerts reach Alertmanager's receiver exactly, and every dashboard query 
     `--storage.tsdb.path=${join(dir, "prometheus")}`,
     `--web.listen-address=127.0.0.1:${prometheusPort}`,
     "--web.enable-lifecycle",
+    // A firing alert is sent at once and then every resend delay (1 m by default); after the rules'
+    // reload the Alertmanager target may not be ready for the first send.
+    "--rules.alert.resend-delay=1s",
     "--log.level=warn",
   ]);
   started.push(prometheus);

@@ -19,6 +19,7 @@ t.test("an empty config gives the documented defaults", async (t) => {
   const config = validateConfig({});
   t.same(config.listen, { address: "0.0.0.0", port: 9798 });
   t.equal(config.logLevel, "info");
+  t.equal(config.logFormat, "json");
   t.same(config.intervals, { files: 60, kubeconfigs: 60, endpoints: 300 });
   t.equal(config.limits.maxFileSize, 4 * 1024 * 1024);
   t.same([config.sources.files, config.sources.kubeconfigs, config.sources.endpoints], [[], [], []]);
@@ -130,6 +131,13 @@ t.test("overrides win over the file and are validated the same way", async (t) =
   t.same(config.sources.files.map((g) => g.paths), [["/etc/a.crt"], ["/tmp/*.pem"]]);
   t.same(config.sources.kubeconfigs, [{ paths: ["/k"], exclude: [] }]);
   t.throws(() => loadConfig(file, { logLevel: "loud" }), ConfigError);
+  t.equal(loadConfig(file, { logFormat: "logfmt" }).logFormat, "logfmt");
+  t.throws(() => loadConfig(file, { logFormat: "xml" }), { name: "ConfigError", message: /^logFormat: / });
+});
+
+t.test("the log format is json or logfmt", async (t) => {
+  t.equal(validateConfig({ logFormat: "logfmt" }).logFormat, "logfmt");
+  t.match(errorOf({ logFormat: "text" }), /^logFormat: /);
 });
 
 t.test("an unreadable or invalid YAML file is a config error", async (t) => {

@@ -1,7 +1,8 @@
 /**
  * The Grafana dashboards: structure (datasource variable, cluster/namespace/source variables, every
  * panel with a query on `${datasource}`, no datasource UID literal, unique panel ids, panels inside
- * the 24-column grid), every query valid PromQL for promtool, and the sidecar ConfigMaps current.
+ * the 24-column grid), every query valid PromQL for promtool, the event-loop panel in step with the
+ * exporter's sampling interval, and the sidecar ConfigMaps current.
  * test/alerts-e2e.test.ts runs the same queries against a real Prometheus with data.
  */
 import { spawnSync } from "node:child_process";
@@ -10,6 +11,7 @@ import { join } from "node:path";
 import t from "tap";
 import YAML from "yaml";
 import { DASHBOARD_CONFIGMAP_DIR, ROOT, renderArtifacts } from "../scripts/gen-artifacts.js";
+import { EVENT_LOOP_SAMPLING_MS } from "../src/health.js";
 import { allPanels, readDashboards, substituteVariables } from "./helpers/grafana.js";
 import { tempDir } from "./helpers/polled-source.js";
 
@@ -95,6 +97,13 @@ t.test("every panel query is valid PromQL for promtool", async (t) => {
   const check = spawnSync("promtool", ["check", "rules", "--lint=none", file], { encoding: "utf8" });
   t.equal(check.status, 0, `${check.stdout}${check.stderr}`);
   t.match(check.stdout, `SUCCESS: ${rules.length} rules found`, `${rules.length} queries parse`);
+});
+
+t.test("the event-loop panel takes off the interval the exporter samples the loop at", async (t) => {
+  const queries = dashboards.flatMap(({ dashboard }) => allPanels(dashboard.panels).flatMap((panel) => (panel.targets ?? []).map((target) => target.expr ?? "")));
+  const eventLoop = queries.filter((expr) => expr.includes("nodejs_eventloop_lag_"));
+  t.ok(eventLoop.length > 0, "a panel shows the event loop");
+  for (const expr of eventLoop) t.match(expr, `} - ${EVENT_LOOP_SAMPLING_MS / 1000}, 0)`, `${expr}: less the ${EVENT_LOOP_SAMPLING_MS} ms of src/health.ts`);
 });
 
 t.test("the sidecar ConfigMaps are generated from the dashboards and current", async (t) => {

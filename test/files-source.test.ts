@@ -168,7 +168,8 @@ t.test("a vanished file loses its series; a literal path that vanishes becomes n
   await rm(globbed);
   await rm(literal);
   await h.scan();
-  t.same(h.names(), [literal], "the globbed file has no location any more");
+  t.same(h.names(), [`${dir}/*.pem`, literal], "the globbed file has no location any more; the glob, matching nothing, has one");
+  t.equal(h.at(`${dir}/*.pem`)?.error?.reason, "not_found");
   t.equal(h.at(literal)?.error?.reason, "not_found");
   t.same(h.at(literal)?.certificates, []);
   // It comes back when the file does.

@@ -82,8 +82,8 @@ t.test("errors, thresholds, cert-manager links and probes render per location", 
   });
   const body = await text(renderer.renderCertificates());
   t.equal(sample(body, "cert_read_errors", 'name="/bad.pem"', 'reason="corrupt_certificate"'), 1);
-  t.equal(sample(body, "cert_threshold_warning_days", 'name="s"'), 40);
-  t.equal(sample(body, "cert_threshold_critical_days", 'name="s"'), 10);
+  t.equal(sample(body, "cert_threshold_warning_seconds", 'name="s"'), 40 * 86400);
+  t.equal(sample(body, "cert_threshold_critical_seconds", 'name="s"'), 10 * 86400);
   t.equal(sample(body, "cert_certmanager_certificate_info", 'certificate="web"', 'issuer="letsencrypt"', 'issuer_kind="ClusterIssuer"'), 1);
   t.equal(sample(body, "cert_endpoint_probe_success", 'name="[::1]:8443"'), 1);
   t.equal(sample(body, "cert_endpoint_chain_verified", 'name="[::1]:8443"'), 0);

@@ -1,6 +1,10 @@
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { get as httpGet, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { setTimeout as delay, setImmediate as nextTurn } from "node:timers/promises";
+import { gunzipSync } from "node:zlib";
 import t, { type Test } from "tap";
 import { Exporter } from "../src/app.js";
 import type { CertRecord } from "../src/certs/record.js";
@@ -8,6 +12,7 @@ import { validateConfig } from "../src/config.js";
 import { Health } from "../src/health.js";
 import { Inventory } from "../src/inventory.js";
 import { createLogger } from "../src/log.js";
+import { acceptsGzip } from "../src/metrics.js";
 import { ScrapeGate, ScrapeRefusedError } from "../src/scrape-gate.js";
 import { buildServer, scrapeDeadlineSeconds, type HttpLimits } from "../src/server.js";
 import { firstBytesThenStall, rawRequest, readToEnd } from "./helpers/raw-http.js";
@@ -43,17 +48,43 @@ function empty(inventory: Inventory): void {
 }
 
 /** A certificate that counts how often a render reads its notAfter: three times per full render. */
-function countedCertificate(): { certificate: CertRecord; reads: () => number } {
-  let reads = 0;
-  const plain = record();
+function countedCertificate(plain: CertRecord = record(), counter = { reads: 0 }): { certificate: CertRecord; reads: () => number } {
   const certificate = Object.defineProperty({ ...plain }, "notAfter", {
     enumerable: true,
     get: () => {
-      reads++;
+      counter.reads++;
       return plain.notAfter;
     },
   });
-  return { certificate, reads: () => reads };
+  return { certificate, reads: () => counter.reads };
+}
+
+/** What Prometheus 2.x sends in Accept, with Accept-Encoding: gzip. */
+const PROMETHEUS_ACCEPT = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/** A GET with node:http, which (unlike fetch) neither asks for an encoding nor undoes one by itself. */
+function rawGet(base: string, path: string, headers: Record<string, string> = {}, method = "GET"): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const request = httpGet(`${base}${path}`, { headers, method, timeout: 30_000 }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on("data", (chunk: Buffer) => chunks.push(chunk));
+      response.on("end", () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks) }));
+      response.on("error", reject);
+    });
+    request.on("timeout", () => request.destroy(new Error("no answer within 30 s")));
+    request.on("error", reject);
+  });
+}
+
+/**
+ * The certificate series of an exposition, days left cut to whole days: two scrapes a moment apart
+ * differ there, and in the exporter's own metrics, and nowhere else.
+ */
+function certificateSeries(exposition: string): string[] {
+  return exposition
+    .split("\n")
+    .filter((line) => /^(# (HELP|TYPE) )?cert_/.test(line) && !line.includes("cert_expiry_exporter_"))
+    .map((line) => (line.startsWith("cert_expires_in_days{") ? line.replace(/ (-?\d+)(\.\d+)?(e-?\d+)?$/, " $1") : line));
 }
 
 t.test("/metrics answers the Prometheus text format over a real socket", async (t) => {
@@ -136,6 +167,102 @@ t.test("HEAD /metrics answers the headers without rendering anything", async (t)
   t.equal(await head.text(), "");
   await (await fetch(`${base}/metrics`)).text();
   t.equal(reads(), 3 * 100, "only the GET read the certificates: three families read each notAfter once");
+});
+
+t.test("/metrics is gzipped for a scraper that accepts it, and gunzips to the same exposition", async (t) => {
+  const { inventory, base } = await listening(t);
+  for (let i = 0; i < 500; i++) {
+    inventory.replace({ source: "secret", namespace: `ns-${i % 7}`, name: `tls-${i}`, key: "tls.crt" }, { certificates: [record({ subjectCN: `host-${i}.test`, serial: i.toString(16), daysLeft: i - 30 })] });
+  }
+  const compressed = await rawGet(base, "/metrics", { accept: PROMETHEUS_ACCEPT, "accept-encoding": "gzip" });
+  const plain = await rawGet(base, "/metrics", { accept: PROMETHEUS_ACCEPT });
+  t.equal(compressed.status, 200);
+  t.equal(compressed.headers["content-encoding"], "gzip");
+  t.equal(compressed.headers.vary, "accept-encoding");
+  t.equal(compressed.headers["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
+  t.equal(plain.headers["content-encoding"], undefined, "no Accept-Encoding, no encoding");
+  t.equal(plain.headers.vary, "accept-encoding", "a cache must tell the two apart");
+  const gunzipped = gunzipSync(compressed.body).toString("utf8");
+  t.ok(gunzipped.endsWith("# EOF\n"), "the whole exposition, to its end");
+  const series = certificateSeries(gunzipped);
+  t.equal(series.filter((line) => line.startsWith("cert_info{")).length, 500);
+  t.same(series, certificateSeries(plain.body.toString("utf8")));
+  t.ok(compressed.body.length * 5 < plain.body.length, `${compressed.body.length} bytes instead of ${plain.body.length}`);
+});
+
+t.test("Accept-Encoding: gzip when named or covered by *, unless its q is 0", async (t) => {
+  const cases: [string | undefined, boolean][] = [
+    [undefined, false],
+    ["", false],
+    ["gzip", true],
+    ["GZIP", true],
+    ["x-gzip", true],
+    ["deflate, gzip;q=0.5", true],
+    ["gzip;q=0", false],
+    ["gzip; q=0.0", false],
+    ["gzip;q=0, *", false],
+    ["*", true],
+    ["*;q=0", false],
+    ["identity", false],
+    ["br, deflate", false],
+    ["gzipx", false],
+  ];
+  for (const [header, expected] of cases) t.equal(acceptsGzip(header), expected, JSON.stringify(header));
+  const { base } = await listening(t);
+  for (const [header, expected] of [["gzip;q=0", undefined], ["deflate, gzip;q=0.5", "gzip"]] as const) {
+    const res = await rawGet(base, "/metrics", { "accept-encoding": header });
+    t.equal(res.headers["content-encoding"], expected, `over HTTP: ${header}`);
+  }
+});
+
+t.test("curl --compressed gets gzip and reads it", async (t) => {
+  const { inventory, base } = await listening(t);
+  fill(inventory, 200);
+  const curl = spawn("curl", ["-sS", "--max-time", "30", "--compressed", "--include", `${base}/metrics`], { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  let errors = "";
+  curl.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  curl.stderr.on("data", (chunk: Buffer) => (errors += chunk.toString()));
+  const [code] = (await once(curl, "close")) as [number];
+  t.equal(code, 0, errors);
+  const end = output.indexOf("\r\n\r\n");
+  const headers = output.slice(0, end);
+  const body = output.slice(end + 4);
+  t.match(headers.toLowerCase(), "content-encoding: gzip");
+  t.same(certificateSeries(body), certificateSeries((await rawGet(base, "/metrics")).body.toString("utf8")), "decoded, the same series");
+});
+
+t.test("HEAD /metrics with Accept-Encoding: gzip says so, and still renders nothing", async (t) => {
+  const { inventory, base } = await listening(t);
+  const { certificate, reads } = countedCertificate();
+  fill(inventory, 100, certificate);
+  const head = await rawGet(base, "/metrics", { "accept-encoding": "gzip" }, "HEAD");
+  t.equal(head.status, 200);
+  t.equal(head.headers["content-encoding"], "gzip");
+  t.equal(head.headers.vary, "accept-encoding");
+  t.equal(head.body.length, 0);
+  t.equal(reads(), 0);
+});
+
+t.test("a gzip scraper that leaves stops the render too, and frees its slot only once stopped", async (t) => {
+  const { inventory, port, base } = await listening(t, { maxConcurrentScrapes: 1, maxQueuedScrapes: 1 });
+  // Random names, so the compressed body (about 30 MiB) still outgrows the socket buffers many times.
+  const counter = { reads: 0 };
+  for (let i = 0; i < LARGE; i++) {
+    const { certificate } = countedCertificate(record({ subjectCN: randomBytes(200).toString("base64") }), counter);
+    inventory.replace({ source: "file", namespace: "", name: `/c${i}.pem`, key: "" }, { certificates: [certificate] });
+  }
+  const leaving = rawRequest(port, { headers: { "accept-encoding": "gzip" } });
+  t.match((await firstBytesThenStall(leaving)).toString("latin1"), /content-encoding: gzip/i);
+  leaving.destroy();
+  empty(inventory);
+  const next = await fetch(`${base}/metrics`);
+  t.equal(next.status, 200);
+  await next.text();
+  const readsWhenFreed = counter.reads;
+  t.ok(readsWhenFreed < LARGE, `the render stopped within its first family: ${readsWhenFreed} of the ${3 * LARGE} reads of a full render`);
+  for (let i = 0; i < 10; i++) await nextTurn();
+  t.equal(counter.reads, readsWhenFreed, "and went no further afterwards");
 });
 
 t.test("every answer says nosniff; the HTML page carries a strict Content-Security-Policy", async (t) => {

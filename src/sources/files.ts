@@ -5,6 +5,7 @@ import type { Location } from "../inventory.js";
 import { FileReader } from "./file-reader.js";
 import { expandPathGroups } from "./glob.js";
 import { PolledSource } from "./poller.js";
+import { unmatchedGlobs } from "./unmatched.js";
 import { ScanPublisher } from "./scan-publisher.js";
 import type { SourceContext } from "./source.js";
 
@@ -81,7 +82,9 @@ export class FileSource extends PolledSource {
   }
 
   protected async scan(): Promise<void> {
-    const { matches, problems } = await expandPathGroups(this.#groups, { maxEntries: this.#maxGlobEntries });
+    const expansion = await expandPathGroups(this.#groups, { maxEntries: this.#maxGlobEntries });
+    const { matches } = expansion;
+    const problems = [...expansion.problems, ...unmatchedGlobs(this.#groups, expansion)];
     this.reader.beginScan();
     this.#publisher.begin();
     for (const { path, error } of problems) this.#publisher.publish(fileLocation(path), error);

@@ -4,25 +4,76 @@ import { FileSource } from "./files.js";
 import { KubeconfigSource } from "./kubeconfig.js";
 import type { Source, SourceContext } from "./source.js";
 
+/** The sources there can be, one per part of the configuration, in the order they start. */
+export const SOURCE_SLOTS = ["files", "kubeconfigs", "secrets", "endpoints"] as const;
+export type SourceSlot = (typeof SOURCE_SLOTS)[number];
+
+const discovering = (config: Config): boolean => Object.values(config.sources.discovery).some((kind) => kind.enabled);
+
 /**
- * The sources the configuration turns on, in a fixed order. The Kubernetes client (about 70 MiB and
- * a second of start-up) is loaded only when a Kubernetes source is on, so a file-only `check` in a
- * pipeline starts without it.
+ * What a slot's source is built from, or undefined when the configuration leaves the slot off. A
+ * reload rebuilds a source only when this changed. The static endpoints are not in it: a running
+ * endpoint source takes a new list as it is (EndpointSource.setStaticTargets).
  */
-export async function createSources(config: Config, ctx: SourceContext): Promise<Source[]> {
-  const sources: Source[] = [];
-  const { files, kubeconfigs, secrets, discovery, endpoints } = config.sources;
-  const { maxFileSize, maxGlobEntries } = config.limits;
-  if (files.length) sources.push(new FileSource(files, { intervalSeconds: config.intervals.files, maxFileSize, maxGlobEntries }, ctx));
-  if (kubeconfigs.length) sources.push(new KubeconfigSource(kubeconfigs, { intervalSeconds: config.intervals.kubeconfigs, maxFileSize, maxGlobEntries }, ctx));
-  const discovering = Object.values(discovery).some((kind) => kind.enabled);
-  const kubernetes = secrets.enabled || discovering ? (await import("./kubernetes.js")).kubernetesSources(config, ctx) : {};
-  if (kubernetes.secrets) sources.push(kubernetes.secrets);
-  const found = kubernetes.discovery;
-  if (endpoints.length || found) {
-    const { timeout, connectTimeout, concurrency, jitter } = config.probe;
-    const options = { intervalSeconds: config.intervals.endpoints, jitter, concurrency, timeout, connectTimeout, maxFileSize };
-    sources.push(new EndpointSource(endpoints, options, ctx, found));
+export function sourceSettings(slot: SourceSlot, config: Config): unknown {
+  const { sources, intervals, limits } = config;
+  const fileLimits = { maxFileSize: limits.maxFileSize, maxGlobEntries: limits.maxGlobEntries };
+  switch (slot) {
+    case "files":
+      return sources.files.length ? { groups: sources.files, intervalSeconds: intervals.files, ...fileLimits } : undefined;
+    case "kubeconfigs":
+      return sources.kubeconfigs.length ? { groups: sources.kubeconfigs, intervalSeconds: intervals.kubeconfigs, ...fileLimits } : undefined;
+    case "secrets":
+      return sources.secrets.enabled ? { secrets: sources.secrets, kubernetes: config.kubernetes } : undefined;
+    case "endpoints": {
+      const kubernetes = discovering(config) ? config.kubernetes : undefined;
+      if (!sources.endpoints.length && !kubernetes) return undefined;
+      return { discovery: sources.discovery, kubernetes, probe: config.probe, intervalSeconds: intervals.endpoints, maxFileSize: limits.maxFileSize };
+    }
   }
-  return sources;
+}
+
+/**
+ * The source of one slot, or undefined when the configuration leaves it off. Only the Kubernetes
+ * sources can fail to be built (a client configuration that does not load: a ConfigError). The
+ * Kubernetes client (about 70 MiB and a second of start-up) is loaded only when one of them is on,
+ * so a file-only `check` in a pipeline starts without it.
+ */
+export async function createSource(slot: SourceSlot, config: Config, ctx: SourceContext): Promise<Source | undefined> {
+  if (sourceSettings(slot, config) === undefined) return undefined;
+  const { sources, intervals, limits } = config;
+  const { maxFileSize, maxGlobEntries } = limits;
+  switch (slot) {
+    case "files":
+      return new FileSource(sources.files, { intervalSeconds: intervals.files, maxFileSize, maxGlobEntries }, ctx);
+    case "kubeconfigs":
+      return new KubeconfigSource(sources.kubeconfigs, { intervalSeconds: intervals.kubeconfigs, maxFileSize, maxGlobEntries }, ctx);
+    case "secrets": {
+      const { SecretsSource } = await import("./secrets.js");
+      return new SecretsSource({ secrets: sources.secrets, kubernetes: config.kubernetes }, ctx);
+    }
+    case "endpoints": {
+      // Discovery alone: the Secrets source is a slot of its own.
+      const withoutSecrets = { ...config, sources: { ...sources, secrets: { ...sources.secrets, enabled: false } } };
+      const found = discovering(config) ? (await import("./kubernetes.js")).kubernetesSources(withoutSecrets, ctx).discovery : undefined;
+      const { timeout, connectTimeout, concurrency, jitter } = config.probe;
+      const options = { intervalSeconds: intervals.endpoints, jitter, concurrency, timeout, connectTimeout, maxFileSize };
+      return new EndpointSource(sources.endpoints, options, ctx, found);
+    }
+  }
+}
+
+/** Every source the configuration turns on, by slot, in start order; `contextFor` gives each its context. */
+export async function createSourceSlots(config: Config, contextFor: () => SourceContext): Promise<Map<SourceSlot, Source>> {
+  const slots = new Map<SourceSlot, Source>();
+  for (const slot of SOURCE_SLOTS) {
+    const source = await createSource(slot, config, contextFor());
+    if (source) slots.set(slot, source);
+  }
+  return slots;
+}
+
+/** Every source the configuration turns on, in start order. */
+export async function createSources(config: Config, ctx: SourceContext): Promise<Source[]> {
+  return [...(await createSourceSlots(config, () => ctx)).values()];
 }

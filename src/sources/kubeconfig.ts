@@ -6,6 +6,7 @@ import type { Location } from "../inventory.js";
 import { FileReader } from "./file-reader.js";
 import { expandPathGroups } from "./glob.js";
 import { PolledSource } from "./poller.js";
+import { unmatchedGlobs } from "./unmatched.js";
 import { ScanPublisher, type LocationResult } from "./scan-publisher.js";
 import type { SourceContext } from "./source.js";
 
@@ -62,7 +63,9 @@ export class KubeconfigSource extends PolledSource {
   }
 
   protected async scan(): Promise<void> {
-    const { matches, problems } = await expandPathGroups(this.#groups, { maxEntries: this.#maxGlobEntries });
+    const expansion = await expandPathGroups(this.#groups, { maxEntries: this.#maxGlobEntries });
+    const { matches } = expansion;
+    const problems = [...expansion.problems, ...unmatchedGlobs(this.#groups, expansion)];
     this.reader.beginScan();
     this.referenceReader.beginScan();
     this.#publisher.begin();

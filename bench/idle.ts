@@ -1,0 +1,103 @@
+/**
+ * Idle cost: CPU and wake-ups of a running exporter that nobody scrapes, next to Debian's
+ * prometheus-blackbox-exporter in the same run, over the same window.
+ *
+ *   - ours: the compiled exporter (runtime.ts) serving one certificate file, on the image's Node and
+ *     on this machine's;
+ *   - blackbox_exporter: one tcp module, listening on 127.0.0.1.
+ *
+ * Each process is started and waited for (/readyz, /-/healthy); after 30 s of settling, all of them sit
+ * side by side for IDLE_SECONDS without a request. CPU is utime+stime of /proc/<pid>/stat (every
+ * thread, in clock ticks); wake-ups are the context switches of every thread in /proc/<pid>/task,
+ * which shows what a timer firing every few milliseconds costs.
+ *
+ *   npm run bench -- idle        (needs apt-get install prometheus-blackbox-exporter)
+ *   BENCH_IDLE_SECONDS=120 npx tsx bench/idle.ts
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { makeCert } from "../scripts/certgen.js";
+import { freePort } from "../test/helpers/net.js";
+import { sleep, start, stop, waitFor, type Started } from "../test/helpers/processes.js";
+import { type BenchRow, printTable } from "./report.js";
+import { benchNode, compileExporter, machineNode } from "./runtime.js";
+
+const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 60);
+/** After readiness, until start-up is over: V8 collects garbage for a while after the first scan. */
+const SETTLE_MS = 30_000;
+const BLACKBOX = "/usr/bin/prometheus-blackbox-exporter";
+const BLACKBOX_ROW = "blackbox_exporter";
+
+interface Sample {
+  cpuTicks: number;
+  contextSwitches: number;
+}
+
+/** CPU of every thread, alive or exited, and the context switches of the live threads. */
+async function sample(pid: number): Promise<Sample> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  // utime and stime are fields 14 and 15 of proc(5); after the command's closing parenthesis, 11 and 12.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  let contextSwitches = 0;
+  for (const task of await readdir(`/proc/${pid}/task`)) {
+    const status = await readFile(`/proc/${pid}/task/${task}/status`, "utf8").catch(() => "");
+    for (const match of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) contextSwitches += Number(match[1]);
+  }
+  return { cpuTicks: Number(fields[11]) + Number(fields[12]), contextSwitches };
+}
+
+async function startExporter(label: string, node: string, cli: string, certs: string): Promise<{ label: string; process: Started }> {
+  const port = await freePort();
+  const child = start(label, node, [cli, "serve", "--listen-address", "127.0.0.1", "--port", String(port), "--log-level", "warn", "--file", join(certs, "*.pem")]);
+  await waitFor(label, 60_000, async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok, child);
+  return { label, process: child };
+}
+
+async function startBlackbox(dir: string): Promise<{ label: string; process: Started }> {
+  const config = join(dir, "blackbox.yml");
+  await writeFile(config, ["modules:", "  tcp_connect:", "    prober: tcp", ""].join("\n"));
+  const port = await freePort();
+  const child = start(BLACKBOX_ROW, BLACKBOX, [`--config.file=${config}`, `--web.listen-address=127.0.0.1:${port}`, "--log.level=error"]);
+  await waitFor(BLACKBOX_ROW, 30_000, async () => (await fetch(`http://127.0.0.1:${port}/-/healthy`)).ok, child);
+  return { label: BLACKBOX_ROW, process: child };
+}
+
+export async function benchIdle(): Promise<BenchRow[]> {
+  const cli = join(compileExporter("bench-idle"), "cli.js");
+  const image = benchNode();
+  const machine = machineNode();
+  const runtimes = image.path === machine.path ? [image] : [image, machine];
+  const ticksPerSecond = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  const dir = await mkdtemp(join(tmpdir(), "bench-idle-"));
+  await writeFile(join(dir, "leaf.pem"), (await makeCert({ cn: "idle.bench.test", notAfterDays: 90 })).pem);
+  const running: { label: string; process: Started }[] = [];
+  try {
+    for (const runtime of runtimes) running.push(await startExporter(`cert-expiry-exporter (${runtime.label})`, runtime.path, cli, dir));
+    running.push(await startBlackbox(dir));
+    await sleep(SETTLE_MS);
+    const pid = (side: { process: Started }): number => side.process.process.pid as number;
+    const before = await Promise.all(running.map((side) => sample(pid(side))));
+    await sleep(IDLE_SECONDS * 1000);
+    const after = await Promise.all(running.map((side) => sample(pid(side))));
+    const rows = running.flatMap((side, i): BenchRow[] => {
+      const [was, is] = [before[i] as Sample, after[i] as Sample];
+      const compared = (name: string): { baseline?: string } => (side.label === BLACKBOX_ROW ? {} : { baseline: `${BLACKBOX_ROW} ${name}` });
+      return [
+        { name: `${side.label} idle CPU`, value: ((is.cpuTicks - was.cpuTicks) / ticksPerSecond / IDLE_SECONDS) * 1000, unit: "ms/s", ...compared("idle CPU") },
+        { name: `${side.label} wake-ups`, value: (is.contextSwitches - was.contextSwitches) / IDLE_SECONDS, unit: "/s", ...compared("wake-ups") },
+      ];
+    });
+    // 0.00 means less than one clock tick in the whole window, not no CPU at all.
+    return [...rows, { name: "idle CPU resolution: one clock tick over the window", value: 1000 / ticksPerSecond / IDLE_SECONDS, unit: "ms/s" }];
+  } finally {
+    for (const side of running.reverse()) await stop(side.process);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  printTable(`Idle: ${IDLE_SECONDS} s without a request, side by side`, await benchIdle());
+}
