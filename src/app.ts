@@ -228,7 +228,7 @@ export class Exporter {
     };
     if (!replacement) {
       pruneStale();
-      if (old) for (const gauge of [this.health.sourceUp, this.health.lastSuccess, this.health.scanDuration]) gauge.remove({ source: old.name });
+      if (old) this.health.unregister(old.name);
     } else if (this.#started) {
       void this.#start(replacement).then((scanned) => scanned && pruneStale());
     }

@@ -142,6 +142,12 @@ export class Health {
     this.sourceUp.set({ source }, 0);
   }
 
+  /** Forgets a source a reload turned off: it no longer holds /readyz, and its health series go. */
+  unregister(source: string): void {
+    this.#ready.delete(source);
+    for (const gauge of [this.sourceUp, this.lastSuccess, this.scanDuration]) gauge.remove({ source });
+  }
+
   scanSucceeded(source: string, durationSeconds: number): void {
     this.#ready.set(source, true);
     this.sourceUp.set({ source }, 1);

@@ -121,6 +121,12 @@ t.test("/healthz is up at once; /readyz waits for every source's first scan", as
   t.equal((await fetch(`${base}/readyz`)).status, 503, "a failed first scan is not ready");
   health.scanSucceeded("kubeconfig", 0.1);
   t.equal((await fetch(`${base}/readyz`)).status, 200);
+  // A source a reload turned off before its first scan no longer holds readiness, nor keeps its series.
+  health.register("secret");
+  t.equal((await fetch(`${base}/readyz`)).status, 503);
+  health.unregister("secret");
+  t.equal((await fetch(`${base}/readyz`)).status, 200);
+  t.notMatch((await health.prometheus.metrics()), 'source="secret"');
 });
 
 t.test("/ lists certificates soonest first, coloured by state, with errors, all escaped", async (t) => {
