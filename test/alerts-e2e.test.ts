@@ -33,7 +33,7 @@ import { makeCert, makeChain } from "../scripts/certgen.js";
 import { ROOT, RULES_SOURCE } from "../scripts/gen-artifacts.js";
 import { allPanels, readDashboards, substituteVariables } from "./helpers/grafana.js";
 import { freePort } from "./helpers/net.js";
-import { getJson, missing, sleep, start, stop, waitFor, type Started } from "./helpers/processes.js";
+import { getJson, missing, plainNode, sleep, start, stop, waitFor, type Started } from "./helpers/processes.js";
 
 const PROMETHEUS = "/usr/bin/prometheus";
 const ALERTMANAGER = "/usr/bin/prometheus-alertmanager";
@@ -122,7 +122,7 @@ t.test("alerts reach Alertmanager's receiver exactly, and every dashboard query 
 
   // --- exporter ------------------------------------------------------------------------------
   const exporterPort = await freePort();
-  const exporter = start("exporter", process.execPath, [
+  const exporter = start("exporter", ...plainNode([
     "--import",
     "tsx",
     CLI,
@@ -135,7 +135,7 @@ t.test("alerts reach Alertmanager's receiver exactly, and every dashboard query 
     "warn",
     "--file",
     join(certs, "*.pem"),
-  ]);
+  ]));
   started.push(exporter);
   await waitFor("exporter /metrics", 60_000, async () => (await fetch(`http://127.0.0.1:${exporterPort}/metrics`)).ok, exporter);
 

@@ -8,15 +8,12 @@ import { makeCert } from "../scripts/certgen.js";
 import { compileApp } from "./helpers/build.js";
 import { FakeApiServer } from "./k8s/apiserver.js";
 import { freePort } from "./helpers/net.js";
+import { plainNode } from "./helpers/processes.js";
 
 // The compiled CLI, started with plain node as users start it.
 const app = await compileApp();
 t.teardown(() => app.remove());
 const CLI = app.cli;
-// Without tap's coverage hooks, which would make every child dump V8 coverage of all it loaded.
-const plainEnv = { ...process.env };
-delete plainEnv.NODE_OPTIONS;
-delete plainEnv.NODE_V8_COVERAGE;
 
 interface Run {
   code: number | null;
@@ -26,7 +23,7 @@ interface Run {
 
 function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...plainEnv, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(...plainNode([CLI, ...args]), { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d));
@@ -185,8 +182,8 @@ t.test("no environment variable of ours can be a Kubernetes service link", async
 t.test("where serve listens: flags over variables, --port over half of --web.listen-address, a service link ignored with one warning", async (t) => {
   const dir = await folderWith({ served: 50 });
   const [port, busyPort] = [await freePort(), await freePort()];
-  const child = spawn(process.execPath, [CLI, "--file", join(dir, "*.pem"), "--log-level", "warn", "--web.listen-address", `127.0.0.1:${busyPort}`, "--port", String(port)], {
-    env: { ...plainEnv, CERT_EXPIRY_EXPORTER_PORT: "tcp://10.96.0.12:9798", CERT_EXPIRY_EXPORTER_WEB_LISTEN_ADDRESS: "192.0.2.1:1" },
+  const child = spawn(...plainNode([CLI, "--file", join(dir, "*.pem"), "--log-level", "warn", "--web.listen-address", `127.0.0.1:${busyPort}`, "--port", String(port)]), {
+    env: { ...process.env, CERT_EXPIRY_EXPORTER_PORT: "tcp://10.96.0.12:9798", CERT_EXPIRY_EXPORTER_WEB_LISTEN_ADDRESS: "192.0.2.1:1" },
     stdio: ["ignore", "ignore", "pipe"],
   });
   let stderr = "";
@@ -269,8 +266,8 @@ async function served(port: number, subjectCN: string): Promise<boolean> {
 t.test("serve listens where the environment says and stops cleanly on SIGTERM", async (t) => {
   const dir = await folderWith({ served: 50 });
   const port = await freePort();
-  const child = spawn(process.execPath, [CLI, "--file", join(dir, "*.pem")], {
-    env: { ...plainEnv, CERT_EXPIRY_EXPORTER_PORT: String(port), CERT_EXPIRY_EXPORTER_LISTEN_ADDRESS: "127.0.0.1", CERT_EXPIRY_EXPORTER_LOG_LEVEL: "warn" },
+  const child = spawn(...plainNode([CLI, "--file", join(dir, "*.pem")]), {
+    env: { ...process.env, CERT_EXPIRY_EXPORTER_PORT: String(port), CERT_EXPIRY_EXPORTER_LISTEN_ADDRESS: "127.0.0.1", CERT_EXPIRY_EXPORTER_LOG_LEVEL: "warn" },
     stdio: "ignore",
   });
   const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));

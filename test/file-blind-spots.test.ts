@@ -16,6 +16,7 @@ import { MAX_GLOB_DEPTH } from "../src/sources/glob.js";
 import { KubeconfigSource } from "../src/sources/kubeconfig.js";
 import { loggedSource, type SourceView } from "./helpers/logged-source.js";
 import { tempDir as makeTempDir } from "./helpers/polled-source.js";
+import { plainNode } from "./helpers/processes.js";
 
 type Tap = Pick<typeof t, "teardown" | "equal">;
 
@@ -228,7 +229,7 @@ t.test("a kubeconfig glob reports what it cannot read as a kubeconfig error loca
  */
 async function otherUser(t: Tap, groups: PathGroup[]): Promise<{ scan(): Promise<SourceView> }> {
   const script = fileURLToPath(new URL("helpers/file-source-child.ts", import.meta.url));
-  const node = [process.execPath, "--import", "tsx", script, JSON.stringify(groups)];
+  const node = plainNode(["--import", "tsx", script, JSON.stringify(groups)]).flat();
   const [command, ...args] = process.getuid?.() === 0 ? ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", ...node] : node;
   const child = spawn(command as string, args, {
     cwd: fileURLToPath(new URL("..", import.meta.url)),

@@ -21,6 +21,7 @@ import * as hostile from "../scripts/hostile.js";
 import { ROOT } from "../scripts/gen-artifacts.js";
 import { FakeApiServer } from "./k8s/apiserver.js";
 import { freePort } from "./helpers/net.js";
+import { plainNode } from "./helpers/processes.js";
 import { recordFloodServer, silentServer } from "./helpers/tls-servers.js";
 
 const HEALTHZ_DEADLINE_MS = 1000;
@@ -124,7 +125,7 @@ t.test("hostile files, kubeconfigs, Secrets and TLS peers cost their own locatio
       kubernetes: { kubeconfig: api.kubeconfigPath(), backoff: { initial: "100ms", max: "1s" } },
     }),
   );
-  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "src/cli.ts"), "serve", "-c", configPath], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(...plainNode(["--import", "tsx", join(ROOT, "src/cli.ts"), "serve", "-c", configPath]), { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-20_000)));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));

@@ -8,18 +8,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import t from "tap";
+import { plainNode } from "./helpers/processes.js";
 import { makeCert } from "../scripts/certgen.js";
 import { logfmtLine } from "../src/logfmt.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const plainEnv = { ...process.env };
-delete plainEnv.NODE_OPTIONS;
-delete plainEnv.NODE_V8_COVERAGE;
 
 /** Runs node with the TypeScript loader in the repository; resolves with its exit code and stderr (at most 60 s). */
 function node(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", ...args], { cwd: ROOT, env: { ...plainEnv, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(...plainNode(["--import", "tsx", ...args]), { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => (stderr += d));
     const deadline = setTimeout(() => {

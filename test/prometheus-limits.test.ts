@@ -15,7 +15,7 @@ import { makeCert } from "../scripts/certgen.js";
 import { ROOT } from "../scripts/gen-artifacts.js";
 import * as hostile from "../scripts/hostile.js";
 import { freePort } from "./helpers/net.js";
-import { getJson, missing, start, stop, waitFor, type Started } from "./helpers/processes.js";
+import { getJson, missing, plainNode, start, stop, waitFor, type Started } from "./helpers/processes.js";
 
 const PROMETHEUS = "/usr/bin/prometheus";
 /** Far below 5,000 certificates' 25,000 samples, far above what the honest files need. */
@@ -52,8 +52,7 @@ t.test("Prometheus with sample_limit and label_value_length_limit keeps the targ
   const exporterPort = await freePort();
   const exporter = start(
     "exporter",
-    process.execPath,
-    ["--import", "tsx", join(ROOT, "src/cli.ts"), "serve", "--listen-address", "127.0.0.1", "--port", String(exporterPort), "--log-level", "error", "--file", join(certs, "**", "*.pem")],
+    ...plainNode(["--import", "tsx", join(ROOT, "src/cli.ts"), "serve", "--listen-address", "127.0.0.1", "--port", String(exporterPort), "--log-level", "error", "--file", join(certs, "**", "*.pem")]),
     ROOT,
   );
   started.push(exporter);

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import t from "tap";
+import { plainNode } from "./helpers/processes.js";
 import { pino } from "pino";
 import { stringify as toYaml } from "yaml";
 import { makeCert } from "../scripts/certgen.js";
@@ -21,9 +22,6 @@ import { FakeApiServer } from "./k8s/apiserver.js";
 type Tap = Pick<typeof t, "teardown">;
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const plainEnv = { ...process.env };
-delete plainEnv.NODE_OPTIONS;
-delete plainEnv.NODE_V8_COVERAGE;
 const WAIT_MS = 30_000;
 const SUCCESSFUL = "cert_expiry_exporter_config_last_reload_successful";
 const SUCCESS_TIME = "cert_expiry_exporter_config_last_reload_success_timestamp_seconds";
@@ -66,7 +64,7 @@ async function startExporter(t: Tap, config: Record<string, unknown>, flags: str
   const port = await freePort();
   const write = (next: Record<string, unknown>) => writeFile(file, toYaml({ listen: { address: "127.0.0.1", port }, ...next }));
   await write(config);
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", "serve", "-c", file, ...flags], { cwd: ROOT, env: plainEnv, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(...plainNode(["--import", "tsx", "src/cli.ts", "serve", "-c", file, ...flags]), { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => (stderr += d));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));

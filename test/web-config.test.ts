@@ -28,7 +28,7 @@ import { buildServer } from "../src/server.js";
 import { loadWebConfig } from "../src/web-config.js";
 import { ROOT } from "./helpers/build.js";
 import { freePort } from "./helpers/net.js";
-import { getJson, missing, start, stop, waitFor, type Started } from "./helpers/processes.js";
+import { getJson, missing, plainNode, start, stop, waitFor, type Started } from "./helpers/processes.js";
 import { record } from "./helpers/records.js";
 
 const CLI = join(ROOT, "src", "cli.ts");
@@ -153,7 +153,7 @@ async function inProcess(t: Test, path: string): Promise<number> {
 /** The CLI serving with `args`, once /healthz answers over TLS. */
 async function cli(t: Test, name: string, args: string[]): Promise<{ port: number; exporter: Started }> {
   const port = await freePort();
-  const exporter = start(name, process.execPath, ["--import", "tsx", CLI, "serve", "--web.listen-address", `127.0.0.1:${port}`, ...args], ROOT);
+  const exporter = start(name, ...plainNode(["--import", "tsx", CLI, "serve", "--web.listen-address", `127.0.0.1:${port}`, ...args]), ROOT);
   t.teardown(() => stop(exporter));
   await waitFor(`${name} /healthz over TLS`, DEADLINE_MS, async () => (await get(port, "/healthz")).status === 200, exporter);
   return { port, exporter };
@@ -281,7 +281,7 @@ t.test("the real exporter: TLS, basic auth, open probes, its own certificate exp
 t.test("the real exporter with RequireAndVerifyClientCert: refuses clients without a certificate from the client CA", async (t) => {
   const web = await webConfig("web-mtls.yml", { client_auth_type: "RequireAndVerifyClientCert", client_ca_file: clientCaFile });
   const port = await freePort();
-  const exporter = start("exporter-mtls", process.execPath, ["--import", "tsx", CLI, "serve", "--web.listen-address", `127.0.0.1:${port}`, "--web.config.file", web], ROOT);
+  const exporter = start("exporter-mtls", ...plainNode(["--import", "tsx", CLI, "serve", "--web.listen-address", `127.0.0.1:${port}`, "--web.config.file", web]), ROOT);
   t.teardown(() => stop(exporter));
   const withClient = ["--cert", clientFiles.cert, "--key", clientFiles.key];
   await waitFor("exporter /healthz with a client certificate", DEADLINE_MS, async () => (await curl(port, "/healthz", withClient)).status === 200, exporter);
@@ -462,7 +462,7 @@ t.test("a bad web config stops the real exporter at start: exit 2, one line nami
   await Promise.all(
     cases.map(async ([name, content, expected]) => {
       const path = await file(`web-exit-${name.replace(/\W+/g, "-")}.yml`, content);
-      const ran = await run(process.execPath, ["--import", "tsx", CLI, "serve", "--web.listen-address", "127.0.0.1:0", "--web.config.file", path], DEADLINE_MS);
+      const ran = await run(...plainNode(["--import", "tsx", CLI, "serve", "--web.listen-address", "127.0.0.1:0", "--web.config.file", path]), DEADLINE_MS);
       t.equal(ran.code, 2, `${name}: exit code`);
       const lines = ran.stderr.trimEnd().split("\n");
       t.equal(lines.length, 1, `${name}: one line: ${ran.stderr}`);

@@ -27,6 +27,16 @@ export async function waitFor(what: string, timeoutMs: number, probe: () => Prom
   throw new Error(`${what}: not ready within ${timeoutMs} ms${child ? `:\n${child.output()}` : ""}`);
 }
 
+/**
+ * The command line that runs `node <args>` without tap's hooks. tap puts its process-info loader and
+ * coverage into the environment of every child it sees spawned, even when a test removed them, and
+ * a child running TypeScript through another loader (tsx) then reports coverage of src/ that merges
+ * badly with the test process's own. env(1) removes them after tap has added them.
+ */
+export function plainNode(args: string[]): [command: string, args: string[]] {
+  return ["env", ["-u", "NODE_OPTIONS", "-u", "NODE_V8_COVERAGE", process.execPath, ...args]];
+}
+
 /** Starts a process in its own process group, so that stopping it stops its children too. */
 export function start(name: string, command: string, args: string[], cwd?: string): Started {
   const child = spawn(command, args, { cwd, detached: true, stdio: ["ignore", "pipe", "pipe"] });
