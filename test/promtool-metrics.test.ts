@@ -15,6 +15,7 @@ import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, open, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PerformanceObserver } from "node:perf_hooks";
 import t, { type Test } from "tap";
 import { makeCert, makeChain } from "../scripts/certgen.js";
 import { DASHBOARD_DIR, ROOT, RULES_SOURCE } from "../scripts/gen-artifacts.js";
@@ -109,6 +110,7 @@ async function scrapeEverything(t: Test, order: string[]): Promise<{ exporter: E
     const writer = await open(fifo, "w");
     await Promise.all([writer.close(), (await reader).close()]);
   };
+  await provokeGarbageCollection();
   const bodies: string[] = [];
   try {
     for (const accept of order) bodies.push(await (await fetch(`http://127.0.0.1:${exporter.port}/metrics`, { headers: { accept } })).text());
@@ -116,6 +118,30 @@ async function scrapeEverything(t: Test, order: string[]): Promise<{ exporter: E
     await release();
   }
   return { exporter, bodies };
+}
+
+/**
+ * nodejs_gc_duration_seconds has samples only after a collection, which a short test may never reach
+ * (a clean-clone CI run did not): allocate short-lived garbage until the process reports one, so
+ * prom-client's observer, registered earlier, has seen it too.
+ */
+async function provokeGarbageCollection(): Promise<void> {
+  let collected = false;
+  const observer = new PerformanceObserver(() => {
+    collected = true;
+  });
+  observer.observe({ entryTypes: ["gc"] });
+  // Kept reachable for a moment so the optimiser cannot elide the allocations.
+  const sink: number[][] = [];
+  try {
+    for (let round = 0; round < 200 && !collected; round++) {
+      for (let i = 0; i < 10_000; i++) sink[i % 16] = new Array<number>(64).fill(round);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  } finally {
+    observer.disconnect();
+  }
+  if (!collected) throw new Error("no garbage collection after 200 rounds of allocation");
 }
 
 t.test("with every family present, promtool finds nothing but the days-unit note, whatever was scraped before", async (t) => {
