@@ -135,6 +135,12 @@ export class Health {
     this.openMetrics = openMetricsRegistry(this.prometheus);
   }
 
+  /** The one handle through which a source reports its health; registers the source. */
+  source(source: string): SourceHealth {
+    this.register(source);
+    return new SourceHealth(this, source);
+  }
+
   /** Marks a source as enabled but not yet through its first full scan: not ready, and not up. */
   register(source: string): void {
     if (this.#ready.has(source)) return;
@@ -160,8 +166,65 @@ export class Health {
     if (durationSeconds !== undefined) this.scanDuration.set({ source }, durationSeconds);
   }
 
+  /** A location of `source` turned to an error. */
+  readError(source: string, reason: string): void {
+    this.readErrors.inc({ source, reason });
+  }
+
   /** Sources that have not finished a first full scan; /readyz is ready when this is empty. */
   pendingSources(): string[] {
     return [...this.#ready].filter(([, ready]) => !ready).map(([source]) => source);
+  }
+}
+
+/**
+ * One source's view of the health metrics: every source reports through one of these, so `up`,
+ * readiness, the last success and the counters follow the same rules whatever the kind.
+ */
+export class SourceHealth {
+  readonly #health: Health;
+  readonly name: string;
+
+  constructor(health: Health, name: string) {
+    this.#health = health;
+    this.name = name;
+  }
+
+  /** A full scan or list completed: up, ready, and its duration and time recorded. */
+  succeeded(durationSeconds: number): void {
+    this.#health.scanSucceeded(this.name, durationSeconds);
+  }
+
+  /** The source is not current: down (readiness, once reached, is kept). */
+  failed(durationSeconds?: number): void {
+    this.#health.scanFailed(this.name, durationSeconds);
+  }
+
+  /** Requests work again after failures, with no full scan to time. */
+  restored(): void {
+    this.#health.sourceUp.set({ source: this.name }, 1);
+  }
+
+  /** Runs one full scan, recording success or failure and its duration; rethrows. */
+  async scan<T>(run: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    const seconds = () => (performance.now() - started) / 1000;
+    let result: T;
+    try {
+      result = await run();
+    } catch (err) {
+      this.failed(seconds());
+      throw err;
+    }
+    this.succeeded(seconds());
+    return result;
+  }
+
+  relisted(reason: string): void {
+    this.#health.relists.inc({ source: this.name, reason });
+  }
+
+  watchRestarted(reason: string): void {
+    this.#health.watchRestarts.inc({ source: this.name, reason });
   }
 }

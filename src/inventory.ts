@@ -47,9 +47,14 @@ export interface LocationEntry {
   thresholds?: Thresholds;
   certManager?: CertManagerLink;
   probe?: EndpointProbe;
+  /**
+   * The location's source can no longer read it (its scope is refused) and keeps the last-known
+   * certificates, so their alerts go on; absent while current. Every replace clears it.
+   */
+  stale?: true;
 }
 
-export type LocationUpdate = Omit<LocationEntry, "location">;
+export type LocationUpdate = Omit<LocationEntry, "location" | "stale">;
 
 /**
  * Why a location currently fails, or undefined. A probe can fail after the certificates arrived
@@ -90,6 +95,18 @@ export class Inventory {
     const removed = this.#entries.delete(locationId(location));
     if (removed) this.#generation++;
     return removed;
+  }
+
+  /** Marks a location's last-known entry stale, or current again; nothing when it is not held. */
+  setStale(location: Location, stale: boolean): void {
+    const id = locationId(location);
+    const entry = this.#entries.get(id);
+    if (!entry || (entry.stale === true) === stale) return;
+    const updated: LocationEntry = { ...entry };
+    if (stale) updated.stale = true;
+    else delete updated.stale;
+    this.#entries.set(id, updated);
+    this.#generation++;
   }
 
   get(location: Location): LocationEntry | undefined {

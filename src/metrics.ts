@@ -151,6 +151,11 @@ const LOCATION_FAMILIES: { name: string; help: string; sample: (entry: LocationE
     },
   },
   {
+    name: "cert_location_stale",
+    help: "1 for each location whose certificates are last-known values: its source can no longer read it (a refused namespace).",
+    sample: (entry, at) => (entry.stale ? `cert_location_stale{${at}} 1\n` : undefined),
+  },
+  {
     name: "cert_threshold_warning_seconds",
     help: "Per-location warning threshold in seconds, from the cert-expiry-exporter.io/warning-days annotation.",
     sample: ({ thresholds }, at) => (thresholds?.warningDays === undefined ? undefined : `cert_threshold_warning_seconds{${at}} ${thresholds.warningDays * SECONDS_PER_DAY}\n`),

@@ -31,21 +31,21 @@ t.test("label selector and type field selector go to the server; namespace globs
   await eventually(() => h.api.countRequests({ verb: "watch" }) > 0);
   const watch = h.api.requests({ verb: "watch" })[0]!;
   t.match(watch.query, { labelSelector: "watch=yes", fieldSelector: "type=kubernetes.io/tls", allowWatchBookmarks: "true", resourceVersion: list.query.resourceVersion ?? /\d+/ });
-  t.same(h.source.scopes, [{ namespace: undefined, type: "kubernetes.io/tls" }]);
+  t.same(h.source.collections[0]!.scopes, [{ namespace: undefined, fieldSelector: "type=kubernetes.io/tls" }]);
 });
 
 t.test("rules without one type each: no field selector; several types: one stream per type", async (t) => {
   const any = await startHarness(t, { secrets: { rules: [{ keys: ["*.pem"] }] } });
-  t.same(any.source.scopes, [{ namespace: undefined, type: undefined }]);
+  t.same(any.source.collections[0]!.scopes, [{ namespace: undefined, fieldSelector: undefined }]);
   const two = await startHarness(t, {
     server: any.api,
     secrets: { namespaces: { include: ["a", "b"] }, rules: [{ type: "kubernetes.io/tls", keys: ["tls.crt"] }, { type: "Opaque", keys: ["*.pem"] }] },
   });
-  t.same(two.source.scopes, [
-    { namespace: "a", type: "kubernetes.io/tls" },
-    { namespace: "a", type: "Opaque" },
-    { namespace: "b", type: "kubernetes.io/tls" },
-    { namespace: "b", type: "Opaque" },
+  t.same(two.source.collections[0]!.scopes, [
+    { namespace: "a", fieldSelector: "type=kubernetes.io/tls" },
+    { namespace: "a", fieldSelector: "type=Opaque" },
+    { namespace: "b", fieldSelector: "type=kubernetes.io/tls" },
+    { namespace: "b", fieldSelector: "type=Opaque" },
   ]);
   const pool = await certPool(2);
   any.api.putSecret("a", "bundle", { "ca.pem": pool[0]!.pem, "notes.txt": "hello" }, { type: "Opaque" });
@@ -193,7 +193,7 @@ t.test("in-cluster service account: a rotated token is used on the next request"
   const { SecretsSource } = await import("../src/sources/secrets.js");
   const { validateConfig } = await import("../src/config.js");
   const config = validateConfig({ sources: { secrets: { enabled: true } }, kubernetes: { backoff: { initial: "20ms", max: "200ms" } } });
-  const source = new SecretsSource({ secrets: config.sources.secrets, kubernetes: config.kubernetes, kubeConfig }, h0.source.ctx);
+  const source = new SecretsSource({ secrets: config.sources.secrets, kubernetes: config.kubernetes, kubeConfig }, h0.source.collections[0]!.ctx);
   t.teardown(() => source.stop());
   putTls(api, "default", "one", [pool[0]!]);
   await source.start();

@@ -6,6 +6,7 @@
 import { resolve } from "node:path";
 import { CertReadError } from "../errors.js";
 import { YamlError, loadYaml } from "../yaml.js";
+import { decodeBase64 } from "./base64.js";
 
 /**
  * One certificate a kubeconfig points at, keyed `clusters/<name>` or `users/<name>`: inline bytes
@@ -33,13 +34,6 @@ function notKubeconfig(message: string): CertReadError {
   return new CertReadError("bad_yaml", `not a kubeconfig: ${message}`);
 }
 
-/** Standard base64 as Go's encoding/json accepts it for []byte: padding required, line breaks ignored. */
-function decodeBase64(text: string): Uint8Array | undefined {
-  const compact = text.replace(/\s+/g, "");
-  if (compact.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(compact)) return undefined;
-  return Buffer.from(compact, "base64");
-}
-
 /**
  * The certificate of one cluster or user: the `-data` field wins over the file reference, as in
  * client-go; an empty string counts as absent; neither present means no entry.
@@ -48,7 +42,7 @@ function certificateEntry(key: string, holder: Mapping, dataField: string, fileF
   const data = holder[dataField];
   if (data !== undefined && data !== null && data !== "") {
     if (typeof data !== "string") return { key, kind: "error", error: new CertReadError("bad_yaml", `${key}: ${dataField} is ${describe(data)}, not a string`) };
-    const bytes = decodeBase64(data);
+    const bytes = decodeBase64(data, true);
     if (!bytes) return { key, kind: "error", error: new CertReadError("bad_base64", `${key}: ${dataField} is not valid base64`) };
     return { key, kind: "data", bytes };
   }

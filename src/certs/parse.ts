@@ -19,6 +19,7 @@ import { CertReadError } from "../errors.js";
 import type { CertRecord } from "./record.js";
 import { DerError, TAG, type Tlv, asBuffer, decodeOid, expect, readTlv } from "./der.js";
 import { decodeCertificate } from "./decode.js";
+import { decodeBase64 } from "./base64.js";
 
 export type CertFormat = "auto" | "pem" | "der" | "pkcs7";
 
@@ -76,19 +77,6 @@ function scanPem(text: string): PemBlock[] {
   }
   if (open) blocks.push({ label: open.label, body: undefined });
   return blocks;
-}
-
-const BASE64_BODY = /^[A-Za-z0-9+/]*={0,2}$/;
-
-/**
- * Decodes a PEM body strictly (Buffer.from(…, "base64") silently skips invalid characters).
- * RFC 1421 headers ("Proc-Type: …" lines followed by a blank line) are not part of certificate
- * blocks; any such text fails here.
- */
-function decodeBase64(body: string): Buffer | undefined {
-  const compact = body.replace(/[\s]+/g, "");
-  if (!BASE64_BODY.test(compact) || compact.length % 4 === 1) return undefined;
-  return Buffer.from(compact, "base64");
 }
 
 /** Does `bytes` start like a DER SEQUENCE whose first child is a SEQUENCE (a certificate) or an OID (a ContentInfo)? */
@@ -232,7 +220,8 @@ function parsePem(text: string, onlyPkcs7: boolean, records: Records): void {
     certBlocks++;
     const what = `PEM block ${index} (${block.label.slice(0, MAX_LABEL_LENGTH)})`;
     if (block.body === undefined) throw new CertReadError("corrupt_certificate", `${what}: no END line`);
-    const der = decodeBase64(block.body);
+    // RFC 1421 headers ("Proc-Type: …" and a blank line) are not part of certificate blocks: they fail here.
+    const der = decodeBase64(block.body, false);
     if (!der) throw new CertReadError("bad_base64", `${what}: body is not valid base64`);
     if (der.length === 0) throw new CertReadError("corrupt_certificate", `${what}: empty body`);
     if (isPkcs7) {

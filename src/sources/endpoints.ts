@@ -5,6 +5,7 @@ import pLimit, { type LimitFunction } from "p-limit";
 import type { CertRecord } from "../certs/record.js";
 import type { EndpointTarget } from "../config.js";
 import { CertReadError, toReadError } from "../errors.js";
+import type { SourceHealth } from "../health.js";
 import { locationId, type EndpointProbe, type Location } from "../inventory.js";
 import { probeTls, tlsContext } from "../probe/tls.js";
 import { readFileBounded } from "../read-bounded.js";
@@ -134,6 +135,7 @@ const MAX_CONTEXTS = 64;
 export class EndpointSource implements Source {
   readonly name = "endpoint";
   readonly #ctx: SourceContext;
+  readonly #health: SourceHealth;
   readonly #options: EndpointSourceOptions;
   readonly #providers: TargetProvider[];
   readonly #static: StaticTargets;
@@ -153,7 +155,7 @@ export class EndpointSource implements Source {
     this.#static = new StaticTargets(targets);
     this.#providers = [this.#static, ...providers];
     this.#limit = pLimit(Math.max(1, options.concurrency));
-    ctx.health.register(this.name);
+    this.#health = ctx.health.source(this.name);
   }
 
   /** Replaces the static targets, as a configuration reload does. */
@@ -172,7 +174,7 @@ export class EndpointSource implements Source {
     try {
       await Promise.all(this.#providers.map((provider) => provider.start((targets) => this.#onProviderChange(provider, targets))));
     } catch (err) {
-      this.#ctx.health.scanFailed(this.name);
+      this.#health.failed();
       this.#ctx.log.error({ source: this.name, err }, "endpoint discovery failed to start");
     }
     await this.#runCycle();
@@ -180,15 +182,11 @@ export class EndpointSource implements Source {
   }
 
   async scanOnce(): Promise<void> {
-    const started = performance.now();
-    try {
+    await this.#health.scan(async () => {
       for (const provider of this.#providers) this.#lists.set(provider, await provider.list());
-    } catch (err) {
-      this.#ctx.health.scanFailed(this.name, (performance.now() - started) / 1000);
-      throw err;
-    }
-    this.#reconcile();
-    await this.#runCycle();
+      this.#reconcile();
+      await this.#probeAll();
+    });
   }
 
   async stop(): Promise<void> {
@@ -246,7 +244,11 @@ export class EndpointSource implements Source {
   }
 
   async #runCycle(): Promise<void> {
-    const started = performance.now();
+    await this.#health.scan(() => this.#probeAll());
+  }
+
+  /** Probes every target once, sharing the cycle's trust material. */
+  async #probeAll(): Promise<void> {
     this.#cycleContexts.clear();
     const cycle = Promise.all([...this.#targets.values()].map((state) => this.#probe(state))).then(() => undefined);
     this.#cycle = cycle;
@@ -255,7 +257,6 @@ export class EndpointSource implements Source {
     } finally {
       this.#cycle = undefined;
     }
-    this.#ctx.health.scanSucceeded(this.name, (performance.now() - started) / 1000);
   }
 
   #scheduleFrom(cycleStart: number): void {

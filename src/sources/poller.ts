@@ -1,3 +1,4 @@
+import type { SourceHealth } from "../health.js";
 import type { SourceKind } from "../inventory.js";
 import type { Source, SourceContext } from "./source.js";
 
@@ -10,6 +11,7 @@ export class Poller {
   readonly #intervalMs: number;
   readonly #scan: () => Promise<void>;
   readonly #ctx: SourceContext;
+  readonly #health: SourceHealth;
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #stopped = false;
@@ -19,7 +21,7 @@ export class Poller {
     this.#intervalMs = intervalSeconds * 1000;
     this.#scan = scan;
     this.#ctx = ctx;
-    ctx.health.register(name);
+    this.#health = ctx.health.source(name);
   }
 
   /** Runs the first scan, resolves when it is done, then keeps scanning until stop(). */
@@ -31,13 +33,10 @@ export class Poller {
 
   /** One scan with health accounting; a failing scan is logged and marks the source down. */
   async runOnce(): Promise<void> {
-    const started = performance.now();
-    this.#running = this.#scan();
+    this.#running = this.#health.scan(this.#scan);
     try {
       await this.#running;
-      this.#ctx.health.scanSucceeded(this.#name, (performance.now() - started) / 1000);
     } catch (err) {
-      this.#ctx.health.scanFailed(this.#name, (performance.now() - started) / 1000);
       this.#ctx.log.error({ source: this.#name, err }, "scan failed");
     } finally {
       this.#running = undefined;

@@ -106,7 +106,7 @@ export class SourceContext {
     if (result instanceof CertReadError) {
       if (this.#loggedReason.get(id) !== result.reason) {
         this.#loggedReason.set(id, result.reason);
-        this.health.readErrors.inc({ source: location.source, reason: result.reason });
+        this.health.readError(location.source, result.reason);
         this.log.warn({ ...location, reason: result.reason, err: result.message }, "cannot read certificates");
       }
       this.inventory.replace(location, { ...extra, certificates: [], error: { reason: result.reason, message: result.message } });

@@ -3,7 +3,9 @@ import type { DiscoveryConfig, KubernetesConfig } from "../../config.js";
 import type { ProbeTarget } from "../endpoints.js";
 import { NamespaceFilter } from "../namespaces.js";
 import type { SourceContext } from "../source.js";
-import { dialHost, KubeTargetProvider, ObjectWarnings, type KubeObject } from "./common.js";
+import { resourcePath, type KubeObject } from "../kube-collection.js";
+import { ObjectWarnings } from "../object-warnings.js";
+import { dialHost, KubeTargetProvider } from "./common.js";
 
 /** What is read of an Ingress (networking.k8s.io/v1). */
 export interface IngressObject extends KubeObject {
@@ -52,7 +54,7 @@ export function ingressTargets(ingress: IngressObject, options: IngressTargetOpt
 
 /** Ingresses, through list-and-watch: `sources.discovery.ingresses`. */
 export function ingressProvider(config: DiscoveryConfig["ingresses"], kubernetes: KubernetesConfig, kubeConfig: KubeConfig, ctx: SourceContext): KubeTargetProvider<IngressObject> {
-  const warnings = new ObjectWarnings(ctx);
+  const warnings = new ObjectWarnings(ctx.log, "endpoint");
   const options: IngressTargetOptions = { port: config.port, ...(config.caFile ? { caFile: config.caFile } : {}) };
   return new KubeTargetProvider<IngressObject>(
     {
@@ -60,7 +62,7 @@ export function ingressProvider(config: DiscoveryConfig["ingresses"], kubernetes
       resource: {
         resource: "ingresses",
         group: "networking.k8s.io",
-        path: (namespace) => (namespace === undefined ? "/apis/networking.k8s.io/v1/ingresses" : `/apis/networking.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/ingresses`),
+        path: resourcePath("networking.k8s.io", "v1", "ingresses", true),
       },
       kubeConfig,
       kubernetes,

@@ -2,7 +2,9 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import type { DiscoveryConfig, KubernetesConfig } from "../../config.js";
 import type { ProbeTarget } from "../endpoints.js";
 import type { SourceContext } from "../source.js";
-import { dialHost, KubeTargetProvider, ObjectWarnings, type KubeObject } from "./common.js";
+import { resourcePath, type KubeObject } from "../kube-collection.js";
+import { ObjectWarnings } from "../object-warnings.js";
+import { dialHost, KubeTargetProvider } from "./common.js";
 
 /** What is read of a Node. */
 export interface NodeObject extends KubeObject {
@@ -35,7 +37,7 @@ export function kubeletTargets(node: NodeObject, options: KubeletTargetOptions, 
 
 /** Every Node's kubelet, through list-and-watch of Nodes: `sources.discovery.kubelets`. */
 export function kubeletProvider(config: DiscoveryConfig["kubelets"], kubernetes: KubernetesConfig, kubeConfig: KubeConfig, ctx: SourceContext): KubeTargetProvider<NodeObject> {
-  const warnings = new ObjectWarnings(ctx);
+  const warnings = new ObjectWarnings(ctx.log, "endpoint");
   const options: KubeletTargetOptions = { port: config.port, ...(config.caFile ? { caFile: config.caFile } : {}) };
   return new KubeTargetProvider<NodeObject>(
     {
@@ -43,7 +45,7 @@ export function kubeletProvider(config: DiscoveryConfig["kubelets"], kubernetes:
       resource: {
         resource: "nodes",
         group: "",
-        path: () => "/api/v1/nodes",
+        path: resourcePath("", "v1", "nodes", false),
       },
       kubeConfig,
       kubernetes,

@@ -3,7 +3,9 @@ import type { DiscoveryConfig, KubernetesConfig } from "../../config.js";
 import type { ProbeTarget } from "../endpoints.js";
 import { NamespaceFilter } from "../namespaces.js";
 import type { SourceContext } from "../source.js";
-import { dialHost, KubeTargetProvider, ObjectWarnings, type KubeObject } from "./common.js";
+import { resourcePath, type KubeObject } from "../kube-collection.js";
+import { ObjectWarnings } from "../object-warnings.js";
+import { dialHost, KubeTargetProvider } from "./common.js";
 
 export const ANNOTATION_PROBE = "cert-expiry-exporter.io/probe";
 export const ANNOTATION_PORT = "cert-expiry-exporter.io/port";
@@ -71,7 +73,7 @@ export function serviceTargets(service: ServiceObject, options: ServiceTargetOpt
 
 /** Annotated Services, through list-and-watch: `sources.discovery.services`. */
 export function serviceProvider(config: DiscoveryConfig["services"], kubernetes: KubernetesConfig, kubeConfig: KubeConfig, ctx: SourceContext): KubeTargetProvider<ServiceObject> {
-  const warnings = new ObjectWarnings(ctx);
+  const warnings = new ObjectWarnings(ctx.log, "endpoint");
   const options: ServiceTargetOptions = config.caFile ? { caFile: config.caFile } : {};
   return new KubeTargetProvider<ServiceObject>(
     {
@@ -79,7 +81,7 @@ export function serviceProvider(config: DiscoveryConfig["services"], kubernetes:
       resource: {
         resource: "services",
         group: "",
-        path: (namespace) => (namespace === undefined ? "/api/v1/services" : `/api/v1/namespaces/${encodeURIComponent(namespace)}/services`),
+        path: resourcePath("", "v1", "services", true),
       },
       kubeConfig,
       kubernetes,

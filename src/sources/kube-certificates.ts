@@ -1,0 +1,108 @@
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { CertRecord } from "../certs/record.js";
+import type { KubernetesConfig } from "../config.js";
+import { toReadError, type CertReadError } from "../errors.js";
+import type { Location, LocationUpdate, SourceKind } from "../inventory.js";
+import { KubeCollection, type KindDescriptor, type KubeObject } from "./kube-collection.js";
+import type { Source, SourceContext } from "./source.js";
+
+/** The certificates at one location key of an object, or why they could not be read. */
+export interface Found {
+  key: string;
+  result: readonly CertRecord[] | CertReadError;
+}
+
+/** What a kind adds to its objects' locations besides certificates: thresholds, cert-manager links. */
+export type LocationExtra = Omit<LocationUpdate, "certificates" | "error">;
+
+/**
+ * One Kubernetes kind that holds certificates: the collection's descriptor without its state, plus
+ * how an object's certificates are found. `read` does the decoding; it never sees the inventory.
+ */
+export interface CertificateKind<T extends KubeObject> extends Omit<KindDescriptor<T, unknown>, "read" | "drop" | "stale" | "changed" | "refusalLocation"> {
+  /** The `source` label of its certificates. */
+  source: SourceKind;
+  /** The `name` label of an object's locations; default its name. */
+  locationName?(object: T): string;
+  read(object: T): Promise<Found[]> | Found[];
+  extra?(object: T): LocationExtra;
+  /** The object is gone: forget anything remembered about it (logged warnings). */
+  forget?(namespace: string, name: string): void;
+}
+
+/** What is remembered of an object: where its certificates went, never its data. */
+interface Published {
+  namespace: string;
+  name: string;
+  keys: string[];
+}
+
+/**
+ * Parses bytes with the shared cache, a failure becoming the location's read error: the one parse
+ * step every Kubernetes kind uses.
+ */
+export function parseFound(ctx: SourceContext, key: string, bytes: Uint8Array, format: "auto" | "pem" | "der" = "auto"): Found {
+  try {
+    return { key, result: ctx.cache.parse(bytes, format) };
+  } catch (err) {
+    return { key, result: toReadError(err, "corrupt_certificate") };
+  }
+}
+
+/** A kind as a collection descriptor whose results are published to the inventory. */
+function publishing<T extends KubeObject>(kind: CertificateKind<T>, ctx: SourceContext): KindDescriptor<T, Published> {
+  const location = (p: Published, key: string): Location => ({ source: kind.source, namespace: p.namespace, name: p.name, key });
+  return {
+    ...kind,
+    refusalLocation: (namespace) => ({ source: kind.source, namespace: namespace ?? "", name: "", key: kind.namespaces ? "" : kind.resource.resource }),
+    async read(object, previous) {
+      const published: Published = { namespace: object.metadata?.namespace ?? "", name: kind.locationName?.(object) ?? object.metadata?.name ?? "", keys: [] };
+      const found = await kind.read(object);
+      const extra = kind.extra?.(object) ?? {};
+      // Published only once every key is read, so a slow decode never leaves an object half updated.
+      for (const { key, result } of found) {
+        published.keys.push(key);
+        ctx.publish(location(published, key), result, extra);
+      }
+      if (previous) {
+        const now = new Set(published.keys);
+        for (const key of previous.keys) if (!now.has(key)) ctx.remove(location(previous, key));
+      }
+      return published;
+    },
+    drop(namespace, name, state, gone) {
+      for (const key of state.keys) ctx.remove(location(state, key));
+      if (gone) kind.forget?.(namespace, name);
+    },
+    stale(state, stale) {
+      for (const key of state.keys) ctx.inventory.setStale(location(state, key), stale);
+    },
+  };
+}
+
+/**
+ * A source of certificates in Kubernetes objects: one collection per kind (the CA bundles of four
+ * kinds make one source), each with its own health.
+ */
+export class KubeCertificateSource implements Source {
+  readonly name: SourceKind;
+  readonly collections: KubeCollection<KubeObject, Published>[];
+
+  constructor(name: SourceKind, kinds: readonly CertificateKind<KubeObject>[], kubeConfig: KubeConfig, kubernetes: KubernetesConfig, ctx: SourceContext) {
+    this.name = name;
+    this.collections = kinds.map((kind) => new KubeCollection(publishing(kind, ctx), kubeConfig, kubernetes, ctx));
+  }
+
+  async start(): Promise<void> {
+    await Promise.all(this.collections.map((c) => c.start()));
+  }
+
+  async scanOnce(): Promise<void> {
+    await Promise.all(this.collections.map((c) => c.listOnce()));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.collections.map((c) => c.stop()));
+  }
+}
+
