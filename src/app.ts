@@ -135,7 +135,7 @@ export class Exporter {
       const outcome = outcomes[i];
       if (outcome?.status === "rejected") return [{ source: source.name, message: outcome.reason instanceof Error ? outcome.reason.message : String(outcome.reason) }];
       // A polled source logs its own failure and marks itself down.
-      return up.get(source.name) === 1 ? [] : [{ source: source.name, message: "its scan failed" }];
+      return source.healthSources().every((name) => up.get(name) === 1) ? [] : [{ source: source.name, message: "its scan failed" }];
     });
   }
 
@@ -228,7 +228,7 @@ export class Exporter {
     };
     if (!replacement) {
       pruneStale();
-      if (old) this.health.unregister(old.name);
+      for (const name of old?.healthSources() ?? []) this.health.unregister(name);
     } else if (this.#started) {
       void this.#start(replacement).then((scanned) => scanned && pruneStale());
     }

@@ -178,6 +178,39 @@ const secrets = z.strictObject({
   rules: z.array(secretRule).min(1).max(100).default([{ type: "kubernetes.io/tls", keys: ["tls.crt", "ca.crt"], format: "auto" }]),
 });
 
+/** ConfigMaps: CA bundles (kube-root-ca.crt, trust-manager targets) and certificates kept as configuration. */
+const configMaps = z.strictObject({
+  enabled: z.boolean().default(false),
+  namespaces: namespaceSelection,
+  labelSelector: labelSelector.optional(),
+  /** Keys of `data` and `binaryData` to read; globs. */
+  keys: z.array(z.string().min(1).max(253)).min(1).max(100).default(["*.crt", "*.pem"]),
+});
+
+/** One kind whose objects carry `caBundle` fields. */
+const caBundleKind = z
+  .strictObject({
+    enabled: z.boolean().default(false),
+    labelSelector: labelSelector.optional(),
+  })
+  .prefault({});
+
+/** The caBundle fields the API server trusts when it calls webhooks and aggregated APIs. */
+const caBundles = z.strictObject({
+  validatingWebhooks: caBundleKind,
+  mutatingWebhooks: caBundleKind,
+  apiServices: caBundleKind,
+  crdConversions: caBundleKind,
+});
+
+/** CertificateSigningRequests: the certificates they were issued (`status.certificate`). */
+const csrs = z.strictObject({
+  enabled: z.boolean().default(false),
+  labelSelector: labelSelector.optional(),
+  /** Signer names read (globs, e.g. `kubernetes.io/kubelet-serving`); empty: every signer. */
+  signerNames: z.array(z.string().min(1).max(571)).max(100).default([]),
+});
+
 const port = z.number().int().min(1).max(65535);
 
 /**
@@ -292,6 +325,9 @@ export const configSchema = z.strictObject({
       kubeconfigs: z.array(pathGroup).max(1000).default([]),
       endpoints: z.array(endpointTarget).max(100_000).default([]),
       secrets: secrets.prefault({}),
+      configMaps: configMaps.prefault({}),
+      caBundles: caBundles.prefault({}),
+      csrs: csrs.prefault({}),
       discovery: discovery.prefault({}),
     })
     .prefault({}),
@@ -305,6 +341,9 @@ export type ShardConfig = z.output<typeof shard>;
 export type KubernetesConfig = z.output<typeof kubernetes>;
 export type SecretsConfig = z.output<typeof secrets>;
 export type SecretRule = z.output<typeof secretRule>;
+export type ConfigMapsConfig = z.output<typeof configMaps>;
+export type CaBundlesConfig = z.output<typeof caBundles>;
+export type CsrsConfig = z.output<typeof csrs>;
 export type DiscoveryConfig = z.output<typeof discovery>;
 
 /** `sources.files[0].paths`: the path of an issue the way a user writes it in YAML. */

@@ -1,7 +1,7 @@
 import type { CertRecord } from "./certs/record.js";
 import type { ReadErrorReason } from "./errors.js";
 
-export type SourceKind = "secret" | "endpoint" | "kubeconfig" | "file" | "configmap" | "webhook";
+export type SourceKind = "secret" | "endpoint" | "kubeconfig" | "file" | "configmap" | "cabundle" | "csr";
 
 /** Where certificates were found; these four values are the location labels of every series. */
 export interface Location {

@@ -6,7 +6,7 @@ import { failureReason, type Inventory, type LocationEntry, type SourceKind } fr
 const SECONDS_PER_DAY = 86_400;
 
 /** Every source kind, checked against SourceKind by the compiler, so the page can offer them as a filter. */
-const SOURCE_KIND_SET: Record<SourceKind, true> = { file: true, kubeconfig: true, secret: true, endpoint: true, configmap: true, webhook: true };
+const SOURCE_KIND_SET: Record<SourceKind, true> = { file: true, kubeconfig: true, secret: true, endpoint: true, configmap: true, cabundle: true, csr: true };
 export const SOURCE_KINDS = Object.keys(SOURCE_KIND_SET) as SourceKind[];
 
 /** Most urgent first: the order counts and legends list them in. */

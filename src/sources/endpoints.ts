@@ -39,6 +39,8 @@ export interface ProbeTarget {
  */
 export interface TargetProvider {
   readonly name: string;
+  /** The `source` label it reports its own health under, when it has one (Kubernetes discovery). */
+  readonly healthSource?: string;
   /** Begins following changes; resolves once `onChange` has had the first complete list. */
   start(onChange: (targets: readonly ProbeTarget[]) => void): Promise<void>;
   /** The complete current list, once, without following changes (for `check`). */
@@ -156,6 +158,10 @@ export class EndpointSource implements Source {
     this.#providers = [this.#static, ...providers];
     this.#limit = pLimit(Math.max(1, options.concurrency));
     this.#health = ctx.health.source(this.name);
+  }
+
+  healthSources(): string[] {
+    return [this.name, ...this.#providers.flatMap((provider) => provider.healthSource ?? [])];
   }
 
   /** Replaces the static targets, as a configuration reload does. */

@@ -1,3 +1,4 @@
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { Config } from "../config.js";
 import { EndpointSource } from "./endpoints.js";
 import { FileSource } from "./files.js";
@@ -5,7 +6,7 @@ import { KubeconfigSource } from "./kubeconfig.js";
 import type { Source, SourceContext } from "./source.js";
 
 /** The sources there can be, one per part of the configuration, in the order they start. */
-export const SOURCE_SLOTS = ["files", "kubeconfigs", "secrets", "endpoints"] as const;
+export const SOURCE_SLOTS = ["files", "kubeconfigs", "secrets", "configMaps", "caBundles", "csrs", "endpoints"] as const;
 export type SourceSlot = (typeof SOURCE_SLOTS)[number];
 
 const discovering = (config: Config): boolean => Object.values(config.sources.discovery).some((kind) => kind.enabled);
@@ -25,12 +26,24 @@ export function sourceSettings(slot: SourceSlot, config: Config): unknown {
       return sources.kubeconfigs.length ? { groups: sources.kubeconfigs, intervalSeconds: intervals.kubeconfigs, ...fileLimits } : undefined;
     case "secrets":
       return sources.secrets.enabled ? { secrets: sources.secrets, kubernetes: config.kubernetes } : undefined;
+    case "configMaps":
+      return sources.configMaps.enabled ? { configMaps: sources.configMaps, kubernetes: config.kubernetes } : undefined;
+    case "caBundles":
+      return Object.values(sources.caBundles).some((kind) => kind.enabled) ? { caBundles: sources.caBundles, kubernetes: config.kubernetes } : undefined;
+    case "csrs":
+      return sources.csrs.enabled ? { csrs: sources.csrs, kubernetes: config.kubernetes } : undefined;
     case "endpoints": {
       const kubernetes = discovering(config) ? config.kubernetes : undefined;
       if (!sources.endpoints.length && !kubernetes) return undefined;
       return { discovery: sources.discovery, kubernetes, probe: config.probe, intervalSeconds: intervals.endpoints, maxFileSize: limits.maxFileSize };
     }
   }
+}
+
+/** The Kubernetes client configuration; the client is loaded only when a Kubernetes source is on. */
+async function clientConfig(config: Config): Promise<KubeConfig> {
+  const { loadKubeConfig } = await import("../kube/client.js");
+  return loadKubeConfig({ kubeconfig: config.kubernetes.kubeconfig, context: config.kubernetes.context });
 }
 
 /**
@@ -51,6 +64,18 @@ export async function createSource(slot: SourceSlot, config: Config, ctx: Source
     case "secrets": {
       const { SecretsSource } = await import("./secrets.js");
       return new SecretsSource({ secrets: sources.secrets, kubernetes: config.kubernetes }, ctx);
+    }
+    case "configMaps": {
+      const [{ configMapsSource }, kubeConfig] = await Promise.all([import("./configmaps.js"), clientConfig(config)]);
+      return configMapsSource(sources.configMaps, kubeConfig, config.kubernetes, ctx);
+    }
+    case "caBundles": {
+      const [{ caBundlesSource }, kubeConfig] = await Promise.all([import("./cabundles.js"), clientConfig(config)]);
+      return caBundlesSource(sources.caBundles, kubeConfig, config.kubernetes, ctx);
+    }
+    case "csrs": {
+      const [{ csrsSource }, kubeConfig] = await Promise.all([import("./csrs.js"), clientConfig(config)]);
+      return csrsSource(sources.csrs, kubeConfig, config.kubernetes, ctx);
     }
     case "endpoints": {
       // Discovery alone: the Secrets source is a slot of its own.

@@ -93,6 +93,10 @@ export class KubeCertificateSource implements Source {
     this.collections = kinds.map((kind) => new KubeCollection(publishing(kind, ctx), kubeConfig, kubernetes, ctx));
   }
 
+  healthSources(): string[] {
+    return this.collections.map((c) => c.health.name);
+  }
+
   async start(): Promise<void> {
     await Promise.all(this.collections.map((c) => c.start()));
   }

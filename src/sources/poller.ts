@@ -67,6 +67,10 @@ export abstract class PolledSource implements Source {
     this.#poller = new Poller(name, intervalSeconds, () => this.scan(), ctx);
   }
 
+  healthSources(): string[] {
+    return [this.name];
+  }
+
   start(): Promise<void> {
     return this.#poller.start();
   }

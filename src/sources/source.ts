@@ -13,8 +13,10 @@ import { UNSHARDED, type Shard } from "../shard.js";
  * what it found through its context; it never touches metrics.
  */
 export interface Source {
-  /** The `source` label of its health metrics: the same value as its certificates' `source` label. */
+  /** Its certificates' `source` label. */
   readonly name: SourceKind;
+  /** The `source` labels it reports its health under: its name, or one per Kubernetes kind it reads. */
+  healthSources(): string[];
   /** Begins continuous work; resolves once the first full scan is done. */
   start(): Promise<void>;
   /** One full scan and nothing after it, for `check`. */

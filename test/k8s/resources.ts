@@ -276,5 +276,81 @@ export const NODES: ResourceType = {
   },
 };
 
+function webhookConfigurations(kind: "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration"): ResourceType {
+  const plural = `${kind.toLowerCase()}s`;
+  return {
+    group: "admissionregistration.k8s.io",
+    version: "v1",
+    resource: plural,
+    singular: kind.toLowerCase(),
+    kind,
+    namespaced: false,
+    categories: ["api-extensions"],
+    columns: [col("Webhooks", "integer", "Webhooks is the number of webhooks"), AGE],
+    row: (o, now) => [list(o.webhooks).length, age(o, now)],
+  };
+}
+
+export const VALIDATING_WEBHOOKS = webhookConfigurations("ValidatingWebhookConfiguration");
+export const MUTATING_WEBHOOKS = webhookConfigurations("MutatingWebhookConfiguration");
+
+export const API_SERVICES: ResourceType = {
+  group: "apiregistration.k8s.io",
+  version: "v1",
+  resource: "apiservices",
+  singular: "apiservice",
+  kind: "APIService",
+  namespaced: false,
+  categories: ["api-extensions"],
+  columns: [col("Service", "string", "The reference to the service that hosts this API endpoint."), AGE],
+  row: (o, now) => {
+    const service = dict(dict(o.spec).service);
+    return [service.name ? `${str(service.namespace)}/${str(service.name)}` : "Local", age(o, now)];
+  },
+};
+
+export const CUSTOM_RESOURCE_DEFINITIONS: ResourceType = {
+  group: "apiextensions.k8s.io",
+  version: "v1",
+  resource: "customresourcedefinitions",
+  singular: "customresourcedefinition",
+  kind: "CustomResourceDefinition",
+  namespaced: false,
+  shortNames: ["crd", "crds"],
+  categories: ["api-extensions"],
+  columns: [col("Created At", "date", "The time the object was created"), AGE],
+  row: (o, now) => [str(o.metadata.creationTimestamp), age(o, now)],
+};
+
+export const CERTIFICATE_SIGNING_REQUESTS: ResourceType = {
+  group: "certificates.k8s.io",
+  version: "v1",
+  resource: "certificatesigningrequests",
+  singular: "certificatesigningrequest",
+  kind: "CertificateSigningRequest",
+  namespaced: false,
+  shortNames: ["csr"],
+  fields: (o) => ({ "spec.signerName": str(dict(o.spec).signerName) }),
+  columns: [AGE, col("SignerName", "string", "The signer of the request"), col("Requestor", "string", "The user who made the request"), col("Condition", "string", "The state of the request")],
+  row: (o, now) => {
+    const spec = dict(o.spec);
+    const conditions = list(dict(o.status).conditions).map((c) => str(dict(c).type));
+    const issued = dict(o.status).certificate ? ["Issued"] : [];
+    return [age(o, now), str(spec.signerName), str(spec.username), [...conditions, ...issued].join(",") || "Pending"];
+  },
+};
+
 /** Every type the double knows; `ApiServerOptions.resources` picks which are served. */
-export const ALL_RESOURCES: ResourceType[] = [NAMESPACES, SECRETS, CONFIGMAPS, SERVICES, NODES, INGRESSES];
+export const ALL_RESOURCES: ResourceType[] = [
+  NAMESPACES,
+  SECRETS,
+  CONFIGMAPS,
+  SERVICES,
+  NODES,
+  INGRESSES,
+  VALIDATING_WEBHOOKS,
+  MUTATING_WEBHOOKS,
+  API_SERVICES,
+  CUSTOM_RESOURCE_DEFINITIONS,
+  CERTIFICATE_SIGNING_REQUESTS,
+];

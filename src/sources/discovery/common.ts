@@ -44,11 +44,13 @@ export interface KubeTargetProviderOptions<T> {
  */
 export class KubeTargetProvider<T extends KubeObject> implements TargetProvider {
   readonly name: string;
+  readonly healthSource: string;
   readonly #collection: KubeCollection<T, ProbeTarget[]>;
   #onChange: ((targets: readonly ProbeTarget[]) => void) | undefined;
 
   constructor(o: KubeTargetProviderOptions<T>, ctx: SourceContext) {
     this.name = o.name;
+    this.healthSource = o.name;
     const { resource } = o.resource;
     this.#collection = new KubeCollection<T, ProbeTarget[]>(
       {
