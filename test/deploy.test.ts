@@ -325,6 +325,9 @@ t.test("the namespaced overlay has a Role and RoleBinding in each namespace it r
   const { config } = workloadConfig(objects, workloads(objects)[0]!);
   const include = [...config.sources.secrets.namespaces.include].sort();
   t.ok(include.length > 0 && include.every((ns) => /^[a-z0-9-]+$/.test(ns)), `literal namespaces: ${include.join(", ")}`);
+  t.ok(config.sources.configMaps.enabled, "ConfigMaps are read too");
+  t.same([...config.sources.configMaps.namespaces.include].sort(), include, "in the same namespaces as Secrets, so one Role per namespace grants both");
+  t.notOk(Object.values(config.sources.caBundles).some((kind) => kind.enabled) || config.sources.csrs.enabled, "no cluster-scoped kind, which a Role cannot grant");
   t.same(objects.filter((o) => o.kind === "Role").map((o) => o.metadata.namespace).sort(), include, "a Role per namespace");
   t.same(objects.filter((o) => o.kind === "RoleBinding").map((o) => o.metadata.namespace).sort(), include, "a RoleBinding per namespace");
   t.same(objects.filter((o) => o.kind.startsWith("Cluster")).map(id), [], "no ClusterRole or ClusterRoleBinding");
@@ -450,6 +453,32 @@ async function callsOf(config: Config, namespaces: string[]): Promise<Call[]> {
   }
 }
 
+/** The Kubernetes kinds a configuration reads certificates from (discovery aside), as RBAC names them. */
+function kubernetesKinds(config: Config): { group: string; resource: string }[] {
+  const { secrets, configMaps, caBundles, csrs } = config.sources;
+  return [
+    ...(secrets.enabled ? [{ group: "", resource: "secrets" }] : []),
+    ...(configMaps.enabled ? [{ group: "", resource: "configmaps" }] : []),
+    ...(caBundles.validatingWebhooks.enabled ? [{ group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations" }] : []),
+    ...(caBundles.mutatingWebhooks.enabled ? [{ group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations" }] : []),
+    ...(caBundles.apiServices.enabled ? [{ group: "apiregistration.k8s.io", resource: "apiservices" }] : []),
+    ...(caBundles.crdConversions.enabled ? [{ group: "apiextensions.k8s.io", resource: "customresourcedefinitions" }] : []),
+    ...(csrs.enabled ? [{ group: "certificates.k8s.io", resource: "certificatesigningrequests" }] : []),
+  ];
+}
+
+/** Every certificate-holding kind the exporter reads: some overlay must turn each on, so its RBAC is tested. */
+const ALL_KINDS = [
+  "/secrets",
+  "/configmaps",
+  "admissionregistration.k8s.io/validatingwebhookconfigurations",
+  "admissionregistration.k8s.io/mutatingwebhookconfigurations",
+  "apiregistration.k8s.io/apiservices",
+  "apiextensions.k8s.io/customresourcedefinitions",
+  "certificates.k8s.io/certificatesigningrequests",
+];
+const covered = new Set<string>();
+
 t.test("RBAC grants exactly the API calls the code makes with each overlay's configuration", async (t) => {
   for (const overlay of OVERLAYS) {
     const objects = rendered.get(overlay)!;
@@ -464,13 +493,20 @@ t.test("RBAC grants exactly the API calls the code makes with each overlay's con
     );
 
     // The namespaces a cluster holds: the ones the configuration names, and others it must not touch.
-    const named = config.sources.secrets.namespaces.include.filter((ns) => /^[a-z0-9-]+$/.test(ns));
+    const named = [...config.sources.secrets.namespaces.include, ...config.sources.configMaps.namespaces.include].filter((ns) => /^[a-z0-9-]+$/.test(ns));
     const namespaces = [...new Set(["default", "kube-system", "other", ...named])];
     // Every replica of a sharded workload, by its index.
     const replicas = config.shard.count;
     const calls = new Map<string, Call>();
     for (let index = 0; index < replicas; index++) {
       for (const call of await callsOf({ ...config, shard: { count: replicas, index } }, namespaces)) calls.set(callKey(call), call);
+    }
+
+    // Every kind the configuration turns on was read, so its grant is checked against real calls.
+    const exercised = new Set([...calls.values()].map((c) => `${c.verb} ${c.group}/${c.resource}`));
+    for (const { group, resource } of kubernetesKinds(config)) {
+      for (const verb of ["list", "watch"]) t.ok(exercised.has(`${verb} ${group}/${resource}`), `${overlay}: ${verb} ${group || "core"}/${resource} (enabled in its config) was called`);
+      covered.add(`${group}/${resource}`);
     }
 
     const denied = [...calls.values()].filter((call) => !allowed(granted, call)).map(callKey);
@@ -487,6 +523,9 @@ t.test("RBAC grants exactly the API calls the code makes with each overlay's con
     t.same(unused, [], `${overlay}: every grant is used`);
     t.equal(spec.automountServiceAccountToken, calls.size > 0, `${overlay}: the service-account token is mounted exactly when the code calls the API`);
   }
+  t.same(ALL_KINDS.filter((kind) => !covered.has(kind)), [], "every kind the exporter reads is turned on by some overlay, so its grant is checked");
+  const clusterWide = workloadConfig(rendered.get("cluster-wide")!, workloads(rendered.get("cluster-wide")!)[0]!).config;
+  t.same(kubernetesKinds(clusterWide).map(({ group, resource }) => `${group}/${resource}`).sort(), [...ALL_KINDS].sort(), "the cluster-wide overlay reads every kind");
 });
 
 t.test("the README's own overlays set the image, and the release label kube-prometheus-stack selects", async (t) => {
