@@ -187,10 +187,15 @@ const configMaps = z.strictObject({
   keys: z.array(z.string().min(1).max(253)).min(1).max(100).default(["*.crt", "*.pem"]),
 });
 
-/** One kind whose objects carry `caBundle` fields. */
+/**
+ * One kind whose objects carry `caBundle` fields. `enabled`: export the certificates of the bundles;
+ * `probe`: probe the serving certificate behind each (src/sources/discovery/webhooks.ts). Either
+ * needs list and watch on the kind.
+ */
 const caBundleKind = z
   .strictObject({
     enabled: z.boolean().default(false),
+    probe: z.boolean().default(false),
     labelSelector: labelSelector.optional(),
   })
   .prefault({});

@@ -55,9 +55,13 @@ const POST_HANDSHAKE_WAIT_MS = 1000;
 /** Bytes of server traffic kept for reading the chain; no sane chain comes near this. */
 const MAX_CAPTURE = 256 * 1024;
 
-/** A secure context trusting the system roots plus `ca`, optionally presenting a client certificate. */
-export function tlsContext(options: { ca?: readonly (string | Buffer)[]; cert?: string | Buffer; key?: string | Buffer } = {}): SecureContext {
-  const ca = options.ca?.length ? [...rootCertificates, ...options.ca] : undefined;
+/**
+ * A secure context trusting the system roots plus `ca` (only `ca` when `systemRoots` is false),
+ * optionally presenting a client certificate.
+ */
+export function tlsContext(options: { ca?: readonly (string | Buffer)[]; systemRoots?: boolean; cert?: string | Buffer; key?: string | Buffer } = {}): SecureContext {
+  const systemRoots = options.systemRoots ?? true;
+  const ca = systemRoots ? (options.ca?.length ? [...rootCertificates, ...options.ca] : undefined) : [...(options.ca ?? [])];
   return createSecureContext({ ...(ca ? { ca } : {}), ...(options.cert ? { cert: options.cert } : {}), ...(options.key ? { key: options.key } : {}) });
 }
 

@@ -25,6 +25,10 @@ export interface ProbeTarget {
   caFile?: string;
   /** PEM CAs given inline (e.g. a discovered caBundle), trusted beside the system roots. */
   caPem?: readonly string[];
+  /** Trust caPem and caFile only, not the system roots: as the API server trusts a webhook's caBundle. */
+  caOnly?: boolean;
+  /** The location's key; default the server name when it differs from the host. */
+  key?: string;
   /** Client certificate and key (PEM files) for endpoints that demand mTLS. */
   certFile?: string;
   keyFile?: string;
@@ -101,6 +105,7 @@ export function endpointLocation(target: ProbeTarget): Location {
   const { host, port } = splitHostPort(target.address);
   const name = isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
   const serverName = target.serverName?.toLowerCase();
+  if (target.key !== undefined) return { source: "endpoint", namespace: target.namespace, name, key: target.key };
   return { source: "endpoint", namespace: target.namespace, name, key: serverName && serverName !== host ? serverName : "" };
 }
 
@@ -338,7 +343,7 @@ export class EndpointSource implements Source {
   /** The trust anchors and client certificate of a target; undefined for the default (system roots only). */
   #secureContext(target: ProbeTarget): Promise<SecureContext | undefined> {
     if (!target.caFile && !target.caPem?.length && !target.certFile && !target.keyFile) return Promise.resolve(undefined);
-    const files = JSON.stringify([target.caFile, target.certFile, target.keyFile, target.caPem]);
+    const files = JSON.stringify([target.caFile, target.certFile, target.keyFile, target.caPem, target.caOnly]);
     let context = this.#cycleContexts.get(files);
     if (!context) {
       context = this.#loadSecureContext(target);
@@ -355,11 +360,11 @@ export class EndpointSource implements Source {
     const cert = target.certFile ? read(target.certFile) : undefined;
     const key = target.keyFile ? read(target.keyFile) : undefined;
     const hash = createHash("sha256");
-    for (const part of [...ca, "\u0000", cert ?? "", "\u0000", key ?? ""]) hash.update(part);
+    for (const part of [...ca, "\u0000", cert ?? "", "\u0000", key ?? "", "\u0000", target.caOnly ? "only" : ""]) hash.update(part);
     const cacheKey = hash.digest("base64");
     let context = this.#contexts.get(cacheKey);
     if (!context) {
-      context = tlsContext({ ca, ...(cert ? { cert } : {}), ...(key ? { key } : {}) });
+      context = tlsContext({ ca, systemRoots: !target.caOnly, ...(cert ? { cert } : {}), ...(key ? { key } : {}) });
       if (this.#contexts.size >= MAX_CONTEXTS) this.#contexts.delete(this.#contexts.keys().next().value as string);
       this.#contexts.set(cacheKey, context);
     }

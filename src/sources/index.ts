@@ -9,7 +9,8 @@ import type { Source, SourceContext } from "./source.js";
 export const SOURCE_SLOTS = ["files", "kubeconfigs", "secrets", "configMaps", "caBundles", "csrs", "endpoints"] as const;
 export type SourceSlot = (typeof SOURCE_SLOTS)[number];
 
-const discovering = (config: Config): boolean => Object.values(config.sources.discovery).some((kind) => kind.enabled);
+const discovering = (config: Config): boolean =>
+  Object.values(config.sources.discovery).some((kind) => kind.enabled) || Object.values(config.sources.caBundles).some((kind) => kind.probe);
 
 /**
  * What a slot's source is built from, or undefined when the configuration leaves the slot off. A
@@ -28,14 +29,17 @@ export function sourceSettings(slot: SourceSlot, config: Config): unknown {
       return sources.secrets.enabled ? { secrets: sources.secrets, kubernetes: config.kubernetes } : undefined;
     case "configMaps":
       return sources.configMaps.enabled ? { configMaps: sources.configMaps, kubernetes: config.kubernetes } : undefined;
-    case "caBundles":
-      return Object.values(sources.caBundles).some((kind) => kind.enabled) ? { caBundles: sources.caBundles, kubernetes: config.kubernetes } : undefined;
+    case "caBundles": {
+      const read = Object.entries(sources.caBundles).filter(([, kind]) => kind.enabled);
+      return read.length ? { caBundles: Object.fromEntries(read.map(([key, { labelSelector }]) => [key, labelSelector])), kubernetes: config.kubernetes } : undefined;
+    }
     case "csrs":
       return sources.csrs.enabled ? { csrs: sources.csrs, kubernetes: config.kubernetes } : undefined;
     case "endpoints": {
       const kubernetes = discovering(config) ? config.kubernetes : undefined;
       if (!sources.endpoints.length && !kubernetes) return undefined;
-      return { discovery: sources.discovery, kubernetes, probe: config.probe, intervalSeconds: intervals.endpoints, maxFileSize: limits.maxFileSize };
+      const probedBundles = Object.fromEntries(Object.entries(sources.caBundles).map(([kind, { probe, labelSelector }]) => [kind, probe && { labelSelector }]));
+      return { discovery: sources.discovery, probedBundles, kubernetes, probe: config.probe, intervalSeconds: intervals.endpoints, maxFileSize: limits.maxFileSize };
     }
   }
 }
