@@ -1,6 +1,7 @@
 import type { ScanFailure } from "./app.js";
 import { EXIT_CODES } from "./exit-codes.js";
-import type { Inventory, SourceKind } from "./inventory.js";
+import type { Inventory } from "./inventory.js";
+import type { SourceKind } from "./model.js";
 import { countOf, DEFAULT_THRESHOLDS, selectCertificates, selectErrors, visibleText, type CertificateRow } from "./report.js";
 
 export interface CheckReport {

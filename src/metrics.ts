@@ -4,7 +4,8 @@ import { createGzip } from "node:zlib";
 import type { CertRecord } from "./certs/record.js";
 import { truncateLabelValue } from "./certs/truncate.js";
 import type { Health } from "./health.js";
-import { failureReason, type Inventory, type LocationEntry } from "./inventory.js";
+import type { Inventory } from "./inventory.js";
+import { failureReason, type LocationEntry } from "./model.js";
 
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 export const OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -1,7 +1,8 @@
 /** The certificate and read-error rows, and their states, that the status page and `check` both report. */
 import type { CertRecord } from "./certs/record.js";
 import type { ReadErrorReason } from "./errors.js";
-import { failureReason, type Inventory, type LocationEntry, type SourceKind } from "./inventory.js";
+import type { Inventory } from "./inventory.js";
+import { failureReason, type LocationEntry, type SourceKind } from "./model.js";
 
 const SECONDS_PER_DAY = 86_400;
 

@@ -1,5 +1,6 @@
 import { READ_ERROR_REASONS } from "./errors.js";
-import type { Inventory, SourceKind } from "./inventory.js";
+import type { Inventory } from "./inventory.js";
+import type { SourceKind } from "./model.js";
 import {
   CERTIFICATE_STATES,
   DEFAULT_THRESHOLDS,

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import t from "tap";
 import { crlPem, csrPem, makeCert, makeChain, pkcs7, privateKeyPem } from "../scripts/certgen.js";
 import type { PathGroup } from "../src/config.js";
-import type { LocationEntry } from "../src/inventory.js";
+import type { LocationEntry } from "../src/model.js";
 import { FileReader } from "../src/sources/file-reader.js";
 import { FileSource } from "../src/sources/files.js";
 import { expandHome, expandPathGroups } from "../src/sources/glob.js";

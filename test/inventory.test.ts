@@ -1,5 +1,6 @@
 import t from "tap";
-import { Inventory, type Location } from "../src/inventory.js";
+import { Inventory } from "../src/inventory.js";
+import type { Location } from "../src/model.js";
 import { record } from "./helpers/records.js";
 
 const at = (name: string, key = ""): Location => ({ source: "file", namespace: "", name, key });

@@ -5,7 +5,7 @@ import { stringify } from "yaml";
 import { makeCert, makeChain, privateKeyPem } from "../scripts/certgen.js";
 import type { PathGroup } from "../src/config.js";
 import { CertReadError } from "../src/errors.js";
-import type { LocationEntry } from "../src/inventory.js";
+import type { LocationEntry } from "../src/model.js";
 import { parseKubeconfig } from "../src/certs/kubeconfig.js";
 import { KubeconfigSource } from "../src/sources/kubeconfig.js";
 import { polledSource, tempDir as makeTempDir } from "./helpers/polled-source.js";

@@ -22,7 +22,7 @@ import { isIP, Socket, connect as netConnect } from "node:net";
 import { Duplex } from "node:stream";
 import { checkServerIdentity, connect as tlsConnect, createSecureContext, rootCertificates, TLSSocket, type SecureContext } from "node:tls";
 import type { ReadErrorReason } from "../errors.js";
-import type { EndpointProbe } from "../inventory.js";
+import type { EndpointProbe } from "../model.js";
 
 export interface TlsProbeOptions {
   /** A DNS name or an IP literal (IPv6 without brackets). */

@@ -6,7 +6,7 @@ import type { CertRecord } from "../certs/record.js";
 import type { EndpointTarget } from "../config.js";
 import { CertReadError, toReadError } from "../errors.js";
 import type { SourceHealth } from "../health.js";
-import { locationId, type EndpointProbe, type Location } from "../inventory.js";
+import { locationId, type EndpointProbe, type Location } from "../model.js";
 import { probeTls, tlsContext } from "../probe/tls.js";
 import { readFileBounded } from "../read-bounded.js";
 import type { Source, SourceContext } from "./source.js";

@@ -1,7 +1,7 @@
 import type { CertRecord } from "../certs/record.js";
 import type { PathGroup } from "../config.js";
 import { CertReadError } from "../errors.js";
-import type { Location } from "../inventory.js";
+import type { Location } from "../model.js";
 import { FileReader } from "./file-reader.js";
 import { expandPathGroups } from "./glob.js";
 import { PolledSource } from "./poller.js";

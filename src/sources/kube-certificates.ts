@@ -2,7 +2,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import type { CertRecord } from "../certs/record.js";
 import type { KubernetesConfig } from "../config.js";
 import { toReadError, type CertReadError } from "../errors.js";
-import type { Location, LocationUpdate, SourceKind } from "../inventory.js";
+import type { Location, LocationUpdate, SourceKind } from "../model.js";
 import { KubeCollection, type KindDescriptor, type KubeObject } from "./kube-collection.js";
 import type { Source, SourceContext } from "./source.js";
 

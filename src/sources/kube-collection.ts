@@ -1,7 +1,7 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { KubernetesConfig } from "../config.js";
 import type { SourceHealth } from "../health.js";
-import type { Location } from "../inventory.js";
+import type { Location } from "../model.js";
 import { missingPermission, type KubeApiError } from "../kube/errors.js";
 import { ListWatch, listWatchPacing, objectKey, type ListWatchHandler, type ListWatchReporter } from "../kube/list-watch.js";
 import type { NamespaceFilter } from "./namespaces.js";

@@ -1,5 +1,5 @@
 import type { SourceHealth } from "../health.js";
-import type { SourceKind } from "../inventory.js";
+import type { SourceKind } from "../model.js";
 import type { Source, SourceContext } from "./source.js";
 
 /**

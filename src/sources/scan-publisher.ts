@@ -1,6 +1,6 @@
 import type { CertRecord } from "../certs/record.js";
 import { CertReadError } from "../errors.js";
-import { locationId, type Location, type SourceKind } from "../inventory.js";
+import { locationId, type Location, type SourceKind } from "../model.js";
 import type { SourceContext } from "./source.js";
 
 /** Certificates or the error that stopped them; the thing one location holds. */

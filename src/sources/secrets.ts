@@ -13,7 +13,7 @@ import type { CertRecord } from "../certs/record.js";
 import { truncateLabelValue } from "../certs/truncate.js";
 import type { KubernetesConfig, SecretRule, SecretsConfig } from "../config.js";
 import { CertReadError, toReadError } from "../errors.js";
-import type { CertManagerLink, Thresholds } from "../inventory.js";
+import type { CertManagerLink, Thresholds } from "../model.js";
 import { loadKubeConfig } from "../kube/client.js";
 import { KubeCertificateSource, parseFound, type CertificateKind, type Found, type LocationExtra } from "./kube-certificates.js";
 import { resourcePath, type KubeObject } from "./kube-collection.js";

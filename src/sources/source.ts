@@ -4,7 +4,8 @@ import { DecodePool } from "../decode-pool.js";
 import type { CertRecord } from "../certs/record.js";
 import { CertReadError } from "../errors.js";
 import type { Health } from "../health.js";
-import { locationId, type Inventory, type Location, type LocationUpdate, type SourceKind } from "../inventory.js";
+import type { Inventory } from "../inventory.js";
+import { locationId, type Location, type LocationUpdate, type SourceKind } from "../model.js";
 import type { Logger } from "../log.js";
 import { UNSHARDED, type Shard } from "../shard.js";
 

@@ -1,0 +1,75 @@
+/**
+ * The model every layer shares: where certificates were found and what was found there. Sources,
+ * the prober, the inventory, metrics, `check` and the status page all import these; this module
+ * imports nothing but other model types.
+ */
+import type { CertRecord } from "./certs/record.js";
+import type { ReadErrorReason } from "./errors.js";
+
+export type SourceKind = "secret" | "endpoint" | "kubeconfig" | "file" | "configmap" | "cabundle" | "csr";
+
+/** Where certificates were found; these four values are the location labels of every series. */
+export interface Location {
+  source: SourceKind;
+  namespace: string;
+  name: string;
+  key: string;
+}
+
+/** Per-certificate alert thresholds set by annotations on the object that holds the certificate. */
+export interface Thresholds {
+  warningDays?: number;
+  criticalDays?: number;
+}
+
+/** The cert-manager Certificate that manages a Secret, from its annotations. */
+export interface CertManagerLink {
+  certificateName: string;
+  issuerName: string;
+  issuerKind: string;
+}
+
+/** What one probe of a TLS endpoint found, beside the certificates it was presented. */
+export interface EndpointProbe {
+  success: boolean;
+  chainVerified: boolean;
+  /** Why verification failed (OpenSSL's code, e.g. CERT_HAS_EXPIRED), "" when it passed. */
+  verifyError: string;
+  hostnameMatch: boolean;
+  tlsVersion: string;
+  cipher: string;
+  durationSeconds: number;
+  /** Why the probe failed (a ReadErrorReason such as connect_timeout); absent when it succeeded. */
+  reason?: ReadErrorReason;
+  /** A human-readable account of the failure; absent when the probe succeeded. */
+  message?: string;
+}
+
+export interface LocationEntry {
+  location: Location;
+  certificates: readonly CertRecord[];
+  error?: { reason: ReadErrorReason; message: string };
+  thresholds?: Thresholds;
+  certManager?: CertManagerLink;
+  probe?: EndpointProbe;
+  /**
+   * The location's source can no longer read it (its scope is refused) and keeps the last-known
+   * certificates, so their alerts go on; absent while current. Every replace clears it.
+   */
+  stale?: true;
+}
+
+export type LocationUpdate = Omit<LocationEntry, "location" | "stale">;
+
+/**
+ * Why a location currently fails, or undefined. A probe can fail after the certificates arrived
+ * (a client certificate was demanded): the certificates are kept and the failure still counts.
+ */
+export function failureReason(entry: LocationEntry): ReadErrorReason | undefined {
+  return entry.error?.reason ?? (entry.probe && !entry.probe.success ? entry.probe.reason : undefined);
+}
+
+/** The identity of a location as one string; the separator cannot appear in Kubernetes names. */
+export function locationId(location: Location): string {
+  return `${location.source}\u0000${location.namespace}\u0000${location.name}\u0000${location.key}`;
+}
