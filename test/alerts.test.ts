@@ -1,7 +1,7 @@
 /**
  * The bundled alert rules: valid for promtool, every alert unit-tested firing and silent, every alert
- * documented, the PrometheusRule identical to what the generator makes from the rules file, and the
- * same CA copied into 500 Secrets raising one alert. Needs promtool (Debian package `prometheus`):
+ * documented, the expiry alerts blind to staleness, the PrometheusRule identical to what the generator
+ * makes from the rules file, and the same CA copied into 500 Secrets raising one alert. Needs promtool (Debian package `prometheus`):
  * without it the test fails, it does not skip.
  */
 import { spawnSync } from "node:child_process";
@@ -54,6 +54,9 @@ export function githubAnchor(heading: string): string {
     .replace(/\s/g, "-");
 }
 
+/** Alerts about a location rather than a certificate: they name the location, not a subject or days. */
+const LOCATION_ALERTS = ["CertificateReadErrors", "CertificateLocationStale"];
+
 const ruleFile = YAML.parse(await readFile(RULES, "utf8")) as RuleFile;
 const alerts = ruleFile.groups.flatMap((group) => group.rules.filter((rule) => rule.alert !== undefined));
 const alertNames = [...new Set(alerts.map((rule) => rule.alert as string))];
@@ -105,7 +108,9 @@ t.test("every alert has a severity, a summary, a description and a runbook entry
     t.ok(match && anchors.has(match[1] as string), `${name}: docs/alerts.md has the heading #${match?.[1]}`);
     t.ok(anchors.has(githubAnchor(name)), `${name}: documented under its own heading`);
     const text = `${rule.annotations?.summary} ${rule.annotations?.description}`;
-    if (name.startsWith("Certificate") && !name.startsWith("CertificateEndpoint") && name !== "CertificateReadErrors") {
+    if (LOCATION_ALERTS.includes(name)) {
+      for (const label of ["source", "namespace", "name", "key"]) t.match(text, `$labels.${label}`, `${name}: the annotations name the location's ${label}`);
+    } else if (name.startsWith("Certificate") && !name.startsWith("CertificateEndpoint")) {
       for (const label of ["source", "namespace", "name", "key", "subject_cn"]) {
         t.match(text, `$labels.${label}`, `${name}: the annotations name the certificate's ${label}`);
       }
@@ -115,6 +120,14 @@ t.test("every alert has a severity, a summary, a description and a runbook entry
       for (const label of ["subject_cn", "fingerprint_sha256"]) t.match(text, `$labels.${label}`, `${name}: names the CA by ${label}`);
     }
   }
+});
+
+t.test("the expiry alerts ignore staleness: a stale location's certificates alert like any other", async (t) => {
+  const expiry = alerts.filter((rule) => /^(CA)?Certificate(ExpiringSoon|RenewalOverdue|ExpiringCritical|Expired|NotYetValid)$/.test(rule.alert as string));
+  t.equal(expiry.length, 9, "the nine expiry alerts");
+  for (const rule of expiry) t.notMatch(rule.expr, "cert_location_stale", `${rule.alert} does not look at cert_location_stale`);
+  const stale = alerts.find((rule) => rule.alert === "CertificateLocationStale");
+  t.match(stale?.expr, /cert_location_stale/, "CertificateLocationStale does");
 });
 
 t.test("the PrometheusRule is generated from the rules file and is current", async (t) => {

@@ -1,8 +1,9 @@
 /**
  * The exposition against Prometheus's own tools, on a /metrics body in which every family has
- * samples: certificates and read errors from files, and what only Secrets, endpoints and discovery
- * produce (per-Secret thresholds, cert-manager links, every endpoint family, relists and watch
- * restarts) put into the inventory and the health metrics as those sources would.
+ * samples: certificates and read errors from files, and what only Secrets, ConfigMaps, endpoints and
+ * discovery produce (per-Secret thresholds, cert-manager links, a stale location, every endpoint
+ * family, relists and watch restarts) put into the inventory and the health metrics as those sources
+ * would.
  *
  * - `promtool check metrics` finds nothing but the documented note on `cert_expires_in_days`;
  * - every family src/metrics.ts declares, and every metric src/health.ts registers, has a sample in
@@ -86,6 +87,10 @@ async function scrapeEverything(t: Test, order: string[]): Promise<{ exporter: E
     thresholds: { warningDays: 45, criticalDays: 14 },
     certManager: { certificateName: "web", issuerName: "letsencrypt", issuerKind: "ClusterIssuer" },
   });
+  // A namespace whose ConfigMaps the exporter may no longer list: its last-known CA, marked stale.
+  const stale = { source: "configmap", namespace: "shop", name: "kube-root-ca.crt", key: "ca.crt" } as const;
+  inventory.replace(stale, { certificates: [record({ subjectCN: "cluster-ca", issuerCN: "cluster-ca", isCA: true })] });
+  inventory.setStale(stale, true);
   inventory.replace({ source: "endpoint", namespace: "", name: "127.0.0.1:8443", key: "" }, {
     certificates: [record({ subjectCN: "self-signed.test", issuerCN: "self-signed.test" })],
     probe: { success: true, chainVerified: false, verifyError: "DEPTH_ZERO_SELF_SIGNED_CERT", hostnameMatch: false, tlsVersion: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", durationSeconds: 0.012 },
