@@ -36,6 +36,8 @@ export interface CertificateRow {
   state: CertificateState;
   /** The thresholds that decided the state: the location's own, or the defaults. */
   thresholds: StateThresholds;
+  /** A last-known certificate: its source can no longer read the location (cert_location_stale). */
+  stale: boolean;
 }
 
 export interface ErrorRow {
@@ -186,6 +188,7 @@ export function selectCertificates(
         daysLeft: (cert.notAfter - now) / SECONDS_PER_DAY,
         state,
         thresholds,
+        stale: entry.stale === true,
       };
     });
   return { rows, matching, stateCounts };

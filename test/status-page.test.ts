@@ -262,6 +262,18 @@ t.test("a certificate whose notBefore is ahead is not_yet_valid, unless it has a
   t.match(tableRows(body, "certificates")?.[2]?.cells[6], new Date((NOW + 2 * DAY) * 1000).toISOString(), "notBefore is shown");
 });
 
+t.test("a last-known certificate of a location its source can no longer read is marked so", async (t) => {
+  const inventory = new Inventory();
+  const refused: Location = { source: "secret", namespace: "team-a", name: "web-tls", key: "tls.crt" };
+  inventory.replace(refused, { certificates: [cert("kept", 5)] });
+  inventory.replace(file("/current.pem"), { certificates: [cert("current", 6)] });
+  inventory.setStale(refused, true);
+  const marked = (html: string) => tableRows(html, "certificates")?.map((r) => `${r.cells[2]}:${r.cells[3]?.includes("(last known: access lost)")}`);
+  t.same(marked(render(inventory).body), ["kept:true", "current:false"], "only the stale location is marked, and it keeps its place by expiry");
+  inventory.setStale(refused, false);
+  t.same(marked(render(inventory).body), ["kept:false", "current:false"], "current again: unmarked");
+});
+
 t.test("read errors show the reason and its fixed description, never the stored message", async (t) => {
   const inventory = new Inventory();
   const leak = "-----BEGIN PRIVATE KEY----- MIIEvQ <script>";
