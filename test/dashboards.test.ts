@@ -1,8 +1,9 @@
 /**
  * The Grafana dashboards: structure (datasource variable, cluster/namespace/source variables, every
  * panel with a query on `${datasource}`, no datasource UID literal, unique panel ids, panels inside
- * the 24-column grid), every query valid PromQL for promtool, the event-loop panel in step with the
- * exporter's sampling interval, and the sidecar ConfigMaps current.
+ * the 24-column grid), the panels of the Kubernetes kinds and stale locations, source filters read
+ * from the series rather than listed, every query valid PromQL for promtool, the event-loop panel in
+ * step with the exporter's sampling interval, and the sidecar ConfigMaps current.
  * test/alerts-e2e.test.ts runs the same queries against a real Prometheus with data.
  */
 import { spawnSync } from "node:child_process";
@@ -75,6 +76,39 @@ for (const { file, dashboard } of dashboards) {
     }
   });
 }
+
+/** Every query of a dashboard, with the title of its panel. */
+const queriesOf = (file: string): { title: string; expr: string }[] =>
+  allPanels(dashboards.find((d) => d.file === file)?.dashboard.panels ?? []).flatMap((panel) => (panel.targets ?? []).map((target) => ({ title: panel.title ?? "", expr: target.expr ?? "" })));
+
+t.test("the overview shows each Kubernetes kind and the stale locations, the health dashboard the stale count", async (t) => {
+  const overview = queriesOf("cert-expiry-overview.json");
+  for (const source of ["configmap", "cabundle", "csr"]) {
+    const panels = [...new Set(overview.filter((q) => q.expr.includes(`source="${source}"`)).map((q) => q.title))];
+    t.ok(panels.length >= 2, `source="${source}": a count and a table (${panels.join(", ")})`);
+  }
+  t.ok(overview.some((q) => /label_replace\(.*source="cabundle".*"kind", "\$1", "name"/.test(q.expr)), "caBundles are split by kind (the name's prefix) and object");
+  t.ok(overview.some((q) => q.expr.includes("webhooks/(.*)")), "and by webhook");
+  t.ok(overview.some((q) => /count by \(key\) \(cert_expires_in_days\{[^}]*source="csr"/.test(q.expr)), "CSRs are counted by signer (the key)");
+  const stale = overview.filter((q) => q.expr.includes("cert_location_stale"));
+  t.ok(stale.some((q) => q.expr.startsWith("count(cert_location_stale{")), "a count of stale locations");
+  t.ok(stale.some((q) => q.expr.includes("cert_expires_in_days") && q.expr.includes("and ignoring(index, subject_cn, issuer_cn, serial, ca) cert_location_stale")), "the last-known certificates of stale locations, with days left");
+  t.ok(queriesOf("cert-expiry-exporter-health.json").some((q) => q.expr.includes("cert_location_stale")), "the health dashboard counts stale locations");
+});
+
+t.test("source filters take every value the exporter exports: no query or variable lists sources", async (t) => {
+  for (const { file, dashboard } of dashboards) {
+    const source = dashboard.templating.list.find((variable) => variable.name === "source");
+    t.match(source?.definition, /^label_values\((cert_|up\b)[a-z_]*\{cluster=~"\$cluster"\}, source\)$/, `${file}: the source variable is read from the series, so new sources (configmap, cabundle, csr) appear in it`);
+    t.notOk("options" in (source ?? {}) && ((source as { options?: unknown[] }).options ?? []).length > 0, `${file}: with no fixed options`);
+    for (const { title, expr } of queriesOf(file)) {
+      const fixed = [...expr.matchAll(/source!?=~"([^"]*)"/g)].map((match) => match[1]).filter((value) => value !== "$source");
+      t.same(fixed, [], `${file} "${title}": no fixed list of sources`);
+    }
+  }
+  const overviewSource = dashboards.find((d) => d.file === "cert-expiry-overview.json")?.dashboard.templating.list.find((v) => v.name === "source");
+  t.match(overviewSource?.definition, "label_values(cert_expires_in_days{", "the overview's sources are those of every certificate series");
+});
 
 t.test("every panel query is valid PromQL for promtool", async (t) => {
   const version = spawnSync("promtool", ["--version"]);
