@@ -1,17 +1,23 @@
 /**
- * Runs the Secrets source against the API server double and compares what the exporter holds with
- * what the double stores: one helper computes the expected locations from the double's state, so
- * each fault test ends with "exactly the server's state, nothing missing, stale or duplicated".
+ * Runs a Kubernetes source (the Secrets source by default, or any KubeCertificateSource through
+ * startKubeHarness) against the API server double and compares what the exporter holds with what
+ * the double stores: one helper computes the expected locations from the double's state, so each
+ * fault test ends with "exactly the server's state, nothing missing, stale or duplicated".
  */
 import { X509Certificate } from "node:crypto";
 import { Writable } from "node:stream";
+import type { KubeConfig } from "@kubernetes/client-node";
 import picomatch from "picomatch";
 import { pino } from "pino";
 import { ParseCache } from "../../src/certs/cache.js";
-import { validateConfig } from "../../src/config.js";
+import { validateConfig, type Config } from "../../src/config.js";
 import { Health } from "../../src/health.js";
 import { Inventory } from "../../src/inventory.js";
+import type { SourceKind } from "../../src/model.js";
+import { loadKubeConfig } from "../../src/kube/client.js";
+import { MetricsRenderer } from "../../src/metrics.js";
 import { SecretsSource } from "../../src/sources/secrets.js";
+import type { Source } from "../../src/sources/source.js";
 import type { Shard } from "../../src/shard.js";
 import { SourceContext } from "../../src/sources/source.js";
 import { makeCert, type Issued } from "../../scripts/certgen.js";
@@ -31,26 +37,50 @@ export interface HarnessOptions {
   shard?: Shard;
 }
 
-export interface Harness {
+export interface KubeHarnessOptions<S extends Source> extends Omit<HarnessOptions, "secrets"> {
+  /** The configuration's `sources`, validated with the rest (every source off unless enabled here). */
+  sources: Record<string, unknown>;
+  /** Builds the source under test from the validated configuration, its context and the double's client configuration. */
+  build(config: Config, ctx: SourceContext, kubeConfig: KubeConfig): S;
+}
+
+export interface KubeHarness<S extends Source> {
   api: FakeApiServer;
-  source: SecretsSource;
+  source: S;
+  config: Config;
+  ctx: SourceContext;
   inventory: Inventory;
   health: Health;
   cache: ParseCache;
+  /** Renders the inventory and the exporter's own metrics as /metrics does. */
+  renderer: MetricsRenderer;
   /** Log lines (parsed JSON) written so far. */
   logs: Record<string, unknown>[];
   close(): Promise<void>;
 }
 
+export type Harness = KubeHarness<SecretsSource>;
+
 interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
-export async function startHarness(t: Teardown, opts: HarnessOptions = {}): Promise<Harness> {
+/** The Secrets source against the double (sources.secrets merged over `enabled: true`). */
+export function startHarness(t: Teardown, opts: HarnessOptions = {}): Promise<Harness> {
+  const { secrets, ...rest } = opts;
+  return startKubeHarness(t, {
+    ...rest,
+    sources: { secrets: { enabled: true, ...secrets } },
+    build: (config, ctx, kubeConfig) => new SecretsSource({ secrets: config.sources.secrets, kubernetes: config.kubernetes, kubeConfig }, ctx),
+  });
+}
+
+/** Any Kubernetes source against the double, built by `opts.build`; stopped (and the double closed, unless shared) at teardown. */
+export async function startKubeHarness<S extends Source>(t: Teardown, opts: KubeHarnessOptions<S>): Promise<KubeHarness<S>> {
   const api = opts.server ?? (await FakeApiServer.start({ bookmarkIntervalMs: 200, ...opts.api }));
   const config = validateConfig({
     logLevel: "debug",
-    sources: { secrets: { enabled: true, ...opts.secrets } },
+    sources: opts.sources,
     kubernetes: { kubeconfig: api.kubeconfigPath(), backoff: { initial: "20ms", max: "200ms" }, watchTimeout: "5s", requestTimeout: "5s", ...opts.kubernetes },
   });
   const logs: Record<string, unknown>[] = [];
@@ -65,7 +95,9 @@ export async function startHarness(t: Teardown, opts: HarnessOptions = {}): Prom
   const health = new Health(inventory);
   const cache = new ParseCache(opts.cacheEntries ?? 1000);
   const ctx = new SourceContext(inventory, cache, health, log, { shard: opts.shard });
-  const source = new SecretsSource({ secrets: config.sources.secrets, kubernetes: config.kubernetes }, ctx);
+  const kubeConfig = loadKubeConfig({ kubeconfig: config.kubernetes.kubeconfig, context: config.kubernetes.context });
+  const source = opts.build(config, ctx, kubeConfig);
+  const renderer = new MetricsRenderer(inventory, health);
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -74,7 +106,7 @@ export async function startHarness(t: Teardown, opts: HarnessOptions = {}): Prom
     if (!opts.server) await api.close();
   };
   t.teardown(close);
-  return { api, source, inventory, health, cache, logs, close };
+  return { api, source, config, ctx, inventory, health, cache, renderer, logs, close };
 }
 
 // ---------------------------------------------------------------- certificates
@@ -88,7 +120,7 @@ export async function certPool(n = 8): Promise<Issued[]> {
   return certs.slice(0, n);
 }
 
-function serialsOfPem(text: string): string[] {
+export function serialsOfPem(text: string): string[] {
   const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
   return blocks.map((b) => new X509Certificate(b).serialNumber.toLowerCase().replace(/^0+(?=.)/, ""));
 }
@@ -137,11 +169,11 @@ export function expectedLocations(api: FakeApiServer, spec: ExpectSpec = {}): Re
   return sortKeys(out);
 }
 
-/** What the exporter holds for source "secret", in the same form. */
-export function actualLocations(inventory: Inventory): Record<string, string> {
+/** What the exporter holds for one source (default "secret"), in the same form. */
+export function actualLocations(inventory: Inventory, source: SourceKind = "secret"): Record<string, string> {
   const out: Record<string, string> = {};
   for (const e of inventory.entries()) {
-    if (e.location.source !== "secret") continue;
+    if (e.location.source !== source) continue;
     const id = `${e.location.namespace}/${e.location.name}/${e.location.key}`;
     if (id in out) throw new Error(`duplicate location ${id}`);
     out[id] = e.error ? (e.error.reason === "forbidden" ? "!forbidden" : "!error") : e.certificates.map((c) => c.serial.replace(/^0+(?=.)/, "")).join(",");
@@ -149,7 +181,7 @@ export function actualLocations(inventory: Inventory): Record<string, string> {
   return sortKeys(out);
 }
 
-function sortKeys(o: Record<string, string>): Record<string, string> {
+export function sortKeys(o: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
@@ -162,16 +194,30 @@ export async function eventually(check: () => boolean, tries = 500): Promise<boo
   return check();
 }
 
-/** Waits until the exporter's Secret locations equal the expected ones; returns both for t.same. */
-export async function converge(h: Harness, spec: ExpectSpec = {}, tries = 500): Promise<{ actual: Record<string, string>; expected: Record<string, string> }> {
+export interface Convergence {
+  actual: Record<string, string>;
+  expected: Record<string, string>;
+}
+
+/** Waits until `actual()` equals `expected()` (both recomputed each poll); returns the last of both for t.same. */
+export async function convergeWith(actualOf: () => Record<string, string>, expectedOf: () => Record<string, string>, tries = 500): Promise<Convergence> {
   let actual: Record<string, string> = {};
   let expected: Record<string, string> = {};
   await eventually(() => {
-    actual = actualLocations(h.inventory);
-    expected = expectedLocations(h.api, spec);
+    actual = actualOf();
+    expected = expectedOf();
     return JSON.stringify(actual) === JSON.stringify(expected);
   }, tries);
   return { actual, expected };
+}
+
+/** Waits until the exporter's Secret locations equal the expected ones; returns both for t.same. */
+export function converge(h: Pick<Harness, "api" | "inventory">, spec: ExpectSpec = {}, tries = 500): Promise<Convergence> {
+  return convergeWith(
+    () => actualLocations(h.inventory),
+    () => expectedLocations(h.api, spec),
+    tries,
+  );
 }
 
 /** A TLS Secret with the given certificates (PEM) in tls.crt and optionally ca.crt. */
@@ -182,7 +228,7 @@ export function putTls(api: FakeApiServer, ns: string, name: string, crt: Issued
 }
 
 /** Counter value of a prom-client metric with these labels (0 when absent). */
-export async function counter(h: Harness, metric: "relists" | "watchRestarts" | "readErrors", labels: Record<string, string>): Promise<number> {
+export async function counter(h: { health: Health }, metric: "relists" | "watchRestarts" | "readErrors", labels: Record<string, string>): Promise<number> {
   const data = await h.health[metric].get();
   return data.values.filter((v) => Object.entries(labels).every(([k, val]) => (v.labels as Record<string, unknown>)[k] === val)).reduce((sum, v) => sum + v.value, 0);
 }
