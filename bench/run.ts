@@ -2,6 +2,7 @@
  * `npm run bench`: every benchmark, each next to its baseline measured in the same run.
  * `npm run bench -- parse render` runs only the named ones.
  */
+import { benchConfigMaps, CONFIGMAPS_TITLE } from "./configmaps.js";
 import { benchEndpoints } from "./endpoints.js";
 import { benchHostile } from "./hostile.js";
 import { benchParse } from "./parse.js";
@@ -13,6 +14,7 @@ const BENCHES: Record<string, { title: string; run: () => Promise<BenchRow[]> }>
   parse: { title: "Parse throughput (1,000 certificates)", run: benchParse },
   render: { title: "/metrics render", run: benchRender },
   secrets: { title: "Secrets source: 20,000 TLS Secrets over HTTPS, on the image's Node with the deployed V8 flags", run: () => benchSecrets() },
+  configmaps: { title: CONFIGMAPS_TITLE, run: () => benchConfigMaps() },
   hostile: { title: "Hostile input: decode time on the event loop, the decode pool, /healthz while hostile files are re-read", run: benchHostile },
   endpoints: { title: "TLS probes: 1,000 endpoints, ours (on the image's Node, then this machine's) and blackbox_exporter", run: () => benchEndpoints() },
   idle: { title: "Idle: CPU and wake-ups without a request, ours (on the image's Node, then this machine's) and blackbox_exporter", run: async () => (await import("./idle.js")).benchIdle() },

@@ -12,6 +12,7 @@ import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parse as parseYaml } from "yaml";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -55,11 +56,35 @@ export function benchNode(): NodeRuntime {
   return imageNode();
 }
 
+/**
+ * The V8 flags the Deployment gives the exporter (NODE_OPTIONS in deploy/base/deployment.yaml), so
+ * that children measured with them show the exporter as deployed. BENCH_NODE_DEFAULTS=1: none
+ * (Node's defaults).
+ */
+export function deployedNodeFlags(): string[] {
+  if (process.env.BENCH_NODE_DEFAULTS) return [];
+  const deployment = parseYaml(readFileSync(join(ROOT, "deploy", "base", "deployment.yaml"), "utf8")) as {
+    spec: { template: { spec: { containers: { env?: { name: string; value: string }[] }[] } } };
+  };
+  const value = deployment.spec.template.spec.containers[0]?.env?.find((e) => e.name === "NODE_OPTIONS")?.value;
+  if (!value) throw new Error("deploy/base/deployment.yaml sets no NODE_OPTIONS");
+  return value.split(" ").filter(Boolean);
+}
+
+function statusKb(pid: number, field: "VmHWM" | "VmRSS"): number {
+  const kb = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  if (kb === undefined) throw new Error(`no ${field} for process ${pid}`);
+  return Number(kb) * 1024;
+}
+
 /** Peak resident memory of a process (VmHWM of /proc/<pid>/status), in bytes. */
 export function peakRssBytes(pid: number): number {
-  const kb = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-  if (kb === undefined) throw new Error(`no VmHWM for process ${pid}`);
-  return Number(kb) * 1024;
+  return statusKb(pid, "VmHWM");
+}
+
+/** Resident memory of a process now (VmRSS of /proc/<pid>/status), in bytes. */
+export function currentRssBytes(pid: number): number {
+  return statusKb(pid, "VmRSS");
 }
 
 /**

@@ -20,35 +20,23 @@
  *   BENCH_NODE=machine npm run bench -- secrets      (on this machine's Node instead)
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { parse as parseYaml } from "yaml";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { makeCert, type Issued } from "../scripts/certgen.js";
 import { FakeApiServer } from "../test/k8s/apiserver.js";
 import { printTable, type BenchRow } from "./report.js";
-import { benchNode, compileExporter, peakRssBytes, ROOT, type NodeRuntime } from "./runtime.js";
+import { benchNode, compileExporter, deployedNodeFlags, peakRssBytes, ROOT, type NodeRuntime } from "./runtime.js";
 
 const SECRETS = 20_000;
 const NAMESPACES = 50;
 const UPDATES = 5;
 
 /**
- * The V8 flags the Deployment gives the exporter (NODE_OPTIONS in deploy/base/deployment.yaml): both
- * children run with them, so the figures are those of the exporter as deployed, next to a baseline
- * under the same flags. BENCH_NODE_DEFAULTS=1 runs both with Node's defaults instead.
+ * Both children run with the Deployment's V8 flags (runtime.ts), so the figures are those of the
+ * exporter as deployed, next to a baseline under the same flags. BENCH_NODE_DEFAULTS=1 runs both
+ * with Node's defaults instead.
  */
-const DEPLOYED_NODE_FLAGS: string[] = process.env.BENCH_NODE_DEFAULTS ? [] : deployedNodeFlags();
-
-function deployedNodeFlags(): string[] {
-  const deployment = parseYaml(readFileSync(join(ROOT, "deploy", "base", "deployment.yaml"), "utf8")) as {
-    spec: { template: { spec: { containers: { env?: { name: string; value: string }[] }[] } } };
-  };
-  const value = deployment.spec.template.spec.containers[0]?.env?.find((e) => e.name === "NODE_OPTIONS")?.value;
-  if (!value) throw new Error("deploy/base/deployment.yaml sets no NODE_OPTIONS");
-  return value.split(" ").filter(Boolean);
-}
+const DEPLOYED_NODE_FLAGS: string[] = deployedNodeFlags();
 
 // ---------------------------------------------------------------- child side
 
