@@ -51,10 +51,12 @@ interface WebhookAlert {
 
 /**
  * Panels whose data cannot exist in a file-only fixture; their queries must still parse and run.
- * Endpoint series need the endpoint source, relists and watch restarts a Kubernetes source.
+ * Endpoint series need the endpoint source, relists and watch restarts a Kubernetes source, the
+ * ConfigMap, caBundle and CSR tables those sources, stale locations a refused Kubernetes scope.
  */
 const NO_DATA_IN_FIXTURE: Record<string, "all" | string[]> = {
   "cert-expiry-endpoints.json": "all",
+  "cert-expiry-overview.json": ["ConfigMaps", "caBundles, by kind and webhook", "CSRs, by signer", "Issued certificates, by signer", "Stale locations: last-known certificates"],
   "cert-expiry-exporter-health.json": ["Relists and watch restarts"],
 };
 
