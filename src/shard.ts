@@ -7,8 +7,9 @@ import { ConfigError, type ShardConfig } from "./config.js";
  * Contract (for the sources that call it):
  * - The key of a namespaced object is its **namespace name**, so one replica owns every Secret of a
  *   namespace and can list and watch that namespace alone. The key of a TLS endpoint is its
- *   **`host:port`** as exported in the `name` label. Anything else a source shards uses its own
- *   documented key.
+ *   **`host:port`** as exported in the `name` label. The key of a cluster-scoped object holding
+ *   certificates (a webhook configuration, an APIService, a CRD, a CSR) is its **name**; every replica
+ *   lists and watches those kinds and keeps only its share.
  * - `owns(key)` is a pure function of the key, `index` and `count`: the same on every replica, in every
  *   process, on every version (the golden values in test/shard.test.ts hold it to that), so exactly one
  *   replica owns each key and the replicas never need to talk to each other.

@@ -152,6 +152,38 @@ t.test("sharded replicas of the Secrets source read disjoint namespaces that tog
   }
 });
 
+t.test("sharded replicas of a cluster-scoped kind (CSRs) keep disjoint objects, keyed by name, that together are everything", async (t) => {
+  const { FakeApiServer } = await import("./k8s/apiserver.js");
+  const { certPool, startKubeHarness } = await import("./k8s/exporter-harness.js");
+  const { csrsSource } = await import("../src/sources/csrs.js");
+  const api = await FakeApiServer.start({ bookmarkIntervalMs: 200 });
+  t.teardown(() => api.close());
+  const certs = await certPool(4);
+  const names = Array.from({ length: 12 }, (_, i) => `csr-${i}`);
+  for (const [i, name] of names.entries()) {
+    api.put({
+      apiVersion: "certificates.k8s.io/v1",
+      kind: "CertificateSigningRequest",
+      metadata: { name },
+      spec: { signerName: "kubernetes.io/kubelet-serving" },
+      status: { certificate: Buffer.from(certs[i % 4]!.pem).toString("base64") },
+    });
+  }
+  const count = 3;
+  const replicas = await Promise.all(
+    Array.from({ length: count }, (_, index) =>
+      startKubeHarness(t, { server: api, shard: resolveShard({ count, index }), sources: { csrs: { enabled: true } }, build: (config, ctx, kubeConfig) => csrsSource(config.sources.csrs, kubeConfig, config.kubernetes, ctx) }),
+    ),
+  );
+  await Promise.all(replicas.map((h) => h.source.start()));
+  const held = replicas.map((h) => [...h.inventory.entries()].map((e) => e.location.name).sort());
+  for (const [index, own] of held.entries()) {
+    t.ok(own.length > 0, `replica ${index} holds a share`);
+    t.ok(own.every((name) => shardOf(name, count) === index), `replica ${index} holds only the CSRs it owns`);
+  }
+  t.same(held.flat().sort(), [...names].sort(), "together the replicas hold every CSR exactly once");
+});
+
 t.test("sharded endpoint sources probe disjoint targets, keyed by host:port", async (t) => {
   const { EndpointSource } = await import("../src/sources/endpoints.js");
   const { SourceContext } = await import("../src/sources/source.js");

@@ -54,6 +54,8 @@ function publishing<T extends KubeObject>(kind: CertificateKind<T>, ctx: SourceC
   const location = (p: Published, key: string): Location => ({ source: kind.source, namespace: p.namespace, name: p.name, key });
   return {
     ...kind,
+    // Namespaced kinds are sharded by namespace (NamespaceFilter); cluster-scoped ones by object name.
+    digest: (object) => (kind.namespaces || ctx.shard.owns(object.metadata?.name ?? "") ? kind.digest(object) : undefined),
     refusalLocation: (namespace) => ({ source: kind.source, namespace: namespace ?? "", name: "", key: kind.namespaces ? "" : kind.resource.resource }),
     async read(object, previous) {
       const published: Published = { namespace: object.metadata?.namespace ?? "", name: kind.locationName?.(object) ?? object.metadata?.name ?? "", keys: [] };
