@@ -17,14 +17,17 @@
  *   byte limit and JSON decoding, and a handler that drops every page;
  * - exporter: a real exporter (Exporter, HTTP server and all) with `sources.configMaps` on.
  *
- * For each: idle (the process ready, before its first LIST), peak during the first complete list, and
- * settled (after the list, three forced garbage collections). RSS is read from /proc/<pid>/status by
+ * For each: the time to the first complete list and the CPU the child spent on it (the time is mostly
+ * the double's: it takes about half a second to write each 29 MB page); memory idle (the process
+ * ready, before its first LIST), at its peak during that list, and settled (after the list, three
+ * forced garbage collections). RSS is read from /proc/<pid>/status by
  * this process (VmRSS, and VmHWM for the peak); the V8 heap in use is reported by the child, its peak
  * sampled right after each page is parsed and every 10 ms while the list runs. Both children run on
  * the image's Node with the Deployment's V8 flags (runtime.ts), plus --expose-gc.
  *
  *   npm run bench -- configmaps                      (or: npx tsx bench/configmaps.ts)
  *   BENCH_NODE=machine npm run bench -- configmaps   (on this machine's Node instead)
+ *   BENCH_MAX_PAGE_BYTES=8MiB npm run bench -- configmaps   (another kubernetes.maxPageBytes for both)
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
@@ -32,7 +35,7 @@ import { pathToFileURL } from "node:url";
 import { makeCert } from "../scripts/certgen.js";
 import { FakeApiServer } from "../test/k8s/apiserver.js";
 import { printTable, type BenchRow } from "./report.js";
-import { benchNode, compileExporter, currentRssBytes, deployedNodeFlags, peakRssBytes, ROOT, type NodeRuntime } from "./runtime.js";
+import { benchNode, compileExporter, cpuMs, currentRssBytes, deployedNodeFlags, peakRssBytes, ROOT, type NodeRuntime } from "./runtime.js";
 
 const NAMESPACES = 50;
 const DASHBOARDS = 19_900;
@@ -43,6 +46,9 @@ const TOTAL = DASHBOARDS + CA_CONFIGMAPS + NAMESPACES;
 const LOCATIONS = CA_CONFIGMAPS + NAMESPACES;
 
 const NODE_FLAGS: string[] = deployedNodeFlags();
+
+/** BENCH_MAX_PAGE_BYTES=8MiB (say) sets `kubernetes.maxPageBytes` for both children; default the configuration's. */
+const KUBERNETES_OVERRIDES: Record<string, string> = process.env.BENCH_MAX_PAGE_BYTES ? { maxPageBytes: process.env.BENCH_MAX_PAGE_BYTES } : {};
 
 // ---------------------------------------------------------------- child side
 
@@ -65,7 +71,7 @@ function childScript(mode: "list-only" | "exporter", compiled: string, kubeconfi
     };
     const kubeconfig = ${JSON.stringify(kubeconfig)};
     const { validateConfig } = await import(${module("config.js")});
-    const config = validateConfig({ listen: { address: "127.0.0.1", port: 0 }, logLevel: "warn", sources: { configMaps: { enabled: true } }, kubernetes: { kubeconfig } });
+    const config = validateConfig({ listen: { address: "127.0.0.1", port: 0 }, logLevel: "warn", sources: { configMaps: { enabled: true } }, kubernetes: { kubeconfig, ...${JSON.stringify(KUBERNETES_OVERRIDES)} } });
   `;
   const measured = (setup: string, list: string, after: string) => `${common}
     ${setup}
@@ -126,6 +132,8 @@ function childScript(mode: "list-only" | "exporter", compiled: string, kubeconfi
 
 interface Measured {
   seconds: number;
+  /** CPU the child used from the list's start to its end. */
+  listCpuMs: number;
   items?: number;
   locations?: number;
   certificates?: number;
@@ -153,14 +161,17 @@ async function measure(node: NodeRuntime, mode: "list-only" | "exporter", compil
   try {
     const idle = await phase("idle");
     const idleRssMiB = mib(currentRssBytes(pid));
+    const cpuBefore = cpuMs(pid);
     proc.stdin!.write("list\n");
     const listed = await phase("listed");
+    const listCpuMs = cpuMs(pid) - cpuBefore;
     const peakRssMiB = mib(peakRssBytes(pid));
     proc.stdin!.write("settle\n");
     const settled = await phase("settled");
     const settledRssMiB = mib(currentRssBytes(pid));
     return {
       seconds: listed.seconds!,
+      listCpuMs,
       items: listed.items,
       locations: listed.locations,
       certificates: listed.certificates,
@@ -239,12 +250,15 @@ export async function benchConfigMaps(node: NodeRuntime = benchNode()): Promise<
     const ours = await measure(node, "exporter", compiled, kubeconfig);
     if (ours.locations !== LOCATIONS) throw new Error(`the exporter holds ${String(ours.locations)} locations, expected ${LOCATIONS}`);
 
-    const listBase = `first complete list, list-only (baseline)`;
+    const listBase = "first complete list, list-only (baseline)";
+    const cpuBase = "CPU during the list, list-only";
     const rss = { idle: "RSS idle, list-only", peak: "RSS peak during the list, list-only", growth: "RSS peak over idle, list-only", settled: "RSS settled after GC, list-only" };
     const heap = { idle: "V8 heap idle, list-only", peak: "V8 heap peak (sampled), list-only", settled: "V8 heap settled after GC, list-only" };
     return [
       { name: listBase, value: base.seconds * 1000, unit: "ms" },
       { name: `first complete list, exporter (${String(ours.certificates)} certificates)`, value: ours.seconds * 1000, unit: "ms", baseline: listBase },
+      { name: cpuBase, value: base.listCpuMs, unit: "ms" },
+      { name: "CPU during the list, exporter", value: ours.listCpuMs, unit: "ms", baseline: cpuBase },
       { name: rss.idle, value: base.idleRssMiB, unit: "MiB" },
       { name: "RSS idle, exporter", value: ours.idleRssMiB, unit: "MiB", baseline: rss.idle },
       { name: rss.peak, value: base.peakRssMiB, unit: "MiB" },
@@ -265,7 +279,7 @@ export async function benchConfigMaps(node: NodeRuntime = benchNode()): Promise<
   }
 }
 
-export const CONFIGMAPS_TITLE = `ConfigMaps source: ${TOTAL.toLocaleString("en-US")} ConfigMaps over HTTPS (${DASHBOARDS.toLocaleString("en-US")} of 100 KiB without certificates, ${LOCATIONS} with a CA), on the image's Node with the deployed V8 flags`;
+export const CONFIGMAPS_TITLE = `ConfigMaps source: ${TOTAL.toLocaleString("en-US")} ConfigMaps over HTTPS (${DASHBOARDS.toLocaleString("en-US")} of 100 KiB without certificates, ${LOCATIONS} with a CA), on the image's Node with the deployed V8 flags${KUBERNETES_OVERRIDES.maxPageBytes ? `, maxPageBytes ${KUBERNETES_OVERRIDES.maxPageBytes}` : ""}`;
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const node = benchNode();

@@ -87,6 +87,17 @@ export function currentRssBytes(pid: number): number {
   return statusKb(pid, "VmRSS");
 }
 
+/** Clock ticks per second, the unit of /proc/<pid>/stat times. */
+const CLOCK_TICKS = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+
+/** CPU time a process has used so far, user and system, every thread (utime + stime of /proc/<pid>/stat), in ms. */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // After the command's closing parenthesis, utime and stime are fields 12 and 13 (14 and 15 of proc(5)).
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+}
+
 /**
  * Compiles src/ (tsconfig.build.json) into node_modules/.cache/<name>/dist, inside the repository so
  * that bare imports resolve; returns the dist folder.
