@@ -225,7 +225,7 @@ export class Exporter {
     const stale = old ? [...this.inventory.entries()].filter((entry) => entry.location.source === old.name) : [];
     // An entry the replacement published again is a new object: what is still the same object was not found again.
     const pruneStale = () => {
-      for (const entry of stale) if (this.inventory.get(entry.location) === entry) this.inventory.remove(entry.location);
+      for (const entry of stale) if (this.inventory.get(entry.location) === entry && !replacement?.adopt?.(entry.location)) this.inventory.remove(entry.location);
     };
     if (!replacement) {
       pruneStale();

@@ -218,3 +218,62 @@ for (const kind of KINDS) {
     t.same(samples(body, "cert_location_stale"), {});
   });
 }
+
+t.test("a reload that rebuilds a source while a scope is refused keeps that scope's last-known certificates, stale, until access returns", async (t) => {
+  const { Writable } = await import("node:stream");
+  const { pino } = await import("pino");
+  const { Exporter } = await import("../src/app.js");
+  const { validateConfig } = await import("../src/config.js");
+  const { FakeApiServer } = await import("./k8s/apiserver.js");
+  const api = await FakeApiServer.start({ bookmarkIntervalMs: 200 });
+  t.teardown(() => api.close());
+  const pool = await certPool(4);
+  const configMap = (namespace: string, name: string, cert: Issued) => api.put({ apiVersion: "v1", kind: "ConfigMap", metadata: { name, namespace }, data: { "ca.crt": cert.pem } });
+  configMap("a", "one", pool[0]!);
+  configMap("b", "one", pool[1]!);
+  configMap("b", "two", pool[2]!);
+  const config = (keys: string[]) =>
+    validateConfig({
+      listen: { address: "127.0.0.1", port: 0 },
+      logLevel: "silent",
+      sources: { configMaps: { enabled: true, namespaces: { include: ["a", "b"] }, keys } },
+      kubernetes: { kubeconfig: api.kubeconfigPath(), backoff: { initial: "20ms", max: "200ms" }, watchTimeout: "5s", requestTimeout: "5s" },
+    });
+  const exporter = await Exporter.create(config(["*.crt"]), pino({ level: "silent" }, new Writable({ write: (_chunk, _encoding, done) => done() })));
+  await exporter.serve();
+  t.teardown(() => exporter.close());
+  const body = async () => (await fetch(`http://127.0.0.1:${exporter.port}/metrics`)).text();
+  const read = { "a/one": serial(pool[0]!), "b/one": serial(pool[1]!), "b/two": serial(pool[2]!) };
+  t.ok(await soon(async () => JSON.stringify(exportedSerials(await body(), "configmap")) === JSON.stringify(read)), "all read");
+
+  api.forbid({ resource: "configmaps", namespace: "b" });
+  forceRelist(api);
+  t.ok(await soon(async () => Object.keys(samples(await body(), "cert_location_stale")).length === 2), "b refused: its two locations stale");
+
+  // The keys change, so the reload builds a new ConfigMaps source; namespace b is still refused.
+  const lists = (namespace: string) => api.countRequests({ verb: "list", namespace, resource: "configmaps" });
+  const [listsOfA, listsOfB] = [lists("a"), lists("b")];
+  const { updated } = await exporter.reconfigure(config(["*.crt", "*.pem"]));
+  t.same(updated, ["configMaps"], "the source is rebuilt");
+  // Its first scan is done once it has listed a and been refused b; what it did not publish is then
+  // pruned, but for what it keeps. Time for that to run, then look.
+  t.ok(await soon(() => lists("a") > listsOfA && lists("b") > listsOfB + 1), "the new source listed a and was refused b");
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  let now = await body();
+  t.same(exportedSerials(now, "configmap"), read, "b's certificates survive the reload");
+  t.same(Object.keys(samples(now, "cert_location_stale")).sort(), [at("configmap", "b", "one", "ca.crt"), at("configmap", "b", "two", "ca.crt")], "still stale");
+  t.same(Object.values(samples(now, "cert_read_errors")), ["1"], "and the refusal stands");
+
+  // Deleted while refused; access returns: the new source drops what is gone and reads the rest.
+  api.remove("configmaps", "b", "two");
+  api.clearFaults();
+  const after = { "a/one": serial(pool[0]!), "b/one": serial(pool[1]!) };
+  t.ok(await soon(async () => JSON.stringify(exportedSerials(await body(), "configmap")) === JSON.stringify(after)), "the deleted ConfigMap is gone once b lists again");
+  t.ok(await soon(async () => Object.keys(samples(await body(), "cert_location_stale")).length === 0), "nothing stale");
+  now = await body();
+  t.same(exportedSerials(now, "configmap"), after, "the kept one is current");
+
+  // A reload that turns the source off drops everything it held: the scope is no longer configured.
+  await exporter.reconfigure(validateConfig({ listen: { address: "127.0.0.1", port: 0 }, logLevel: "silent", sources: { files: [] } }));
+  t.same(exportedSerials(await body(), "configmap"), {}, "no ConfigMaps source, no ConfigMap certificates");
+});

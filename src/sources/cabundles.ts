@@ -96,6 +96,7 @@ export function caBundleKind(kindKey: CaBundleKindKey, labelSelector: string | u
     resource: kubeResource,
     ...(labelSelector ? { labelSelector } : {}),
     locationName: (object) => `${kind}/${object.metadata?.name ?? ""}`,
+    objectName: (locationName) => (locationName.startsWith(`${kind}/`) ? locationName.slice(kind.length + 1) : undefined),
     digest(object) {
       const entries = caBundleEntries(kindKey, object);
       if (entries.length === 0) return undefined;

@@ -24,6 +24,8 @@ export interface CertificateKind<T extends KubeObject> extends Omit<KindDescript
   source: SourceKind;
   /** The `name` label of an object's locations; default its name. */
   locationName?(object: T): string;
+  /** The object's name from the `name` label of one of its locations (locationName's inverse); undefined when not this kind's. */
+  objectName?(locationName: string): string | undefined;
   read(object: T): Promise<Found[]> | Found[];
   extra?(object: T): LocationExtra;
   /** The object is gone: forget anything remembered about it (logged warnings). */
@@ -72,9 +74,24 @@ function publishing<T extends KubeObject>(kind: CertificateKind<T>, ctx: SourceC
       }
       return published;
     },
-    drop(namespace, name, state, gone) {
-      for (const key of state.keys) ctx.remove(location(state, key));
+    drop(namespace, name, state, gone, lastKnownOnly) {
+      for (const key of state.keys) {
+        const at = location(state, key);
+        // An adopted location may have been published since by another stream of the scope.
+        if (!lastKnownOnly || ctx.inventory.get(at)?.stale) ctx.remove(at);
+      }
       if (gone) kind.forget?.(namespace, name);
+    },
+    adoptable(at) {
+      if (at.source !== kind.source || at.name === "") return undefined;
+      const objectName = kind.objectName ? kind.objectName(at.name) : at.name;
+      if (objectName === undefined) return undefined;
+      if (kind.namespaces ? !kind.namespaces.allows(at.namespace) : !ctx.shard.owns(objectName)) return undefined;
+      return {
+        key: `${at.namespace}/${objectName}`,
+        namespace: at.namespace,
+        join: (previous) => ({ namespace: at.namespace, name: at.name, keys: [...(previous?.keys ?? []), at.key] }),
+      };
     },
     stale(state, stale) {
       for (const key of state.keys) ctx.inventory.setStale(location(state, key), stale);
@@ -97,6 +114,11 @@ export class KubeCertificateSource implements Source {
 
   healthSources(): string[] {
     return this.collections.map((c) => c.health.name);
+  }
+
+  /** Keeps a last-known location of the source a reload replaced while its scope is refused here; see KubeCollection.adopt. */
+  adopt(location: Location): boolean {
+    return this.collections.some((c) => c.adopt(location));
   }
 
   async start(): Promise<void> {

@@ -50,18 +50,29 @@ export interface KindDescriptor<T extends KubeObject, S> {
   digest(object: T): string | undefined;
   /** Reads an object whose digest changed; `previous` is what the last read returned. */
   read(object: T, previous: S | undefined): Promise<S> | S;
-  /** The object is gone (`gone`) or holds nothing of interest any more: undo what reads did. */
-  drop(namespace: string, name: string, state: S, gone: boolean): void;
+  /**
+   * The object is gone (`gone`) or holds nothing of interest any more: undo what reads did.
+   * `lastKnownOnly`: the state was adopted (see adoptable), so undo only what is still last-known.
+   */
+  drop(namespace: string, name: string, state: S, gone: boolean, lastKnownOnly: boolean): void;
   /** The scope of a read object is refused (`true`), or current again: its last-known state is kept meanwhile. */
   stale?(state: S, stale: boolean): void;
   /** Something changed, after a complete list or a watch event; not during a list. */
   changed?(): void;
+  /**
+   * A last-known location of the collection this one replaces (a reload), as the key and namespace
+   * of the object it came from and how it joins that object's state; undefined when it is not of
+   * this kind or not in its scope.
+   */
+  adoptable?(location: Location): { key: string; namespace: string; join(previous: S | undefined): S } | undefined;
 }
 
 interface Held<S> {
   digest: string;
   state: S;
   stale: boolean;
+  /** Taken over from a replaced collection while the scope is refused; never read here. */
+  adopted: boolean;
 }
 
 /**
@@ -130,6 +141,17 @@ export class KubeCollection<T extends KubeObject, S> {
     await Promise.all(this.#streams.map((s) => s.listWatch.stop()));
   }
 
+  /**
+   * Takes over a last-known location of the collection a reload replaced, when its scope is refused
+   * here too: it stays, stale, until the scope can be listed and the object is known gone or read
+   * again. False when the location is not this collection's to keep.
+   */
+  adopt(location: Location): boolean {
+    const adoptable = this.kind.adoptable?.(location);
+    if (!adoptable) return false;
+    return this.#streams.find((s) => s.covers(adoptable.namespace))?.adopt(adoptable.key, adoptable.join) ?? false;
+  }
+
   #current(): boolean {
     return this.#failing.size === 0 && this.#streams.every((s) => s.listed);
   }
@@ -162,6 +184,8 @@ class KindStream<T extends KubeObject, S> implements ListWatchHandler<T> {
   readonly listWatch: ListWatch<T>;
   /** True once a full list completed, or was refused. */
   listed = false;
+  /** The last list was refused (403), and none has completed since. */
+  #refused = false;
   readonly #collection: KubeCollection<T, S>;
   readonly #kind: KindDescriptor<T, S>;
   readonly #objects = new Map<string, Held<S>>();
@@ -192,6 +216,21 @@ class KindStream<T extends KubeObject, S> implements ListWatchHandler<T> {
     return [...this.#objects.values()].map((held) => held.state);
   }
 
+  /** Whether objects of `namespace` are listed here. */
+  covers(namespace: string): boolean {
+    return this.namespace === undefined ? (this.#kind.namespaces?.allows(namespace) ?? true) : this.namespace === namespace;
+  }
+
+  /** Keeps an object's last-known state from a replaced collection while this scope is refused. */
+  adopt(key: string, join: (previous: S | undefined) => S): boolean {
+    if (!this.#refused) return false;
+    const held = this.#objects.get(key);
+    const state = join(held?.state);
+    this.#objects.set(key, { digest: held?.digest ?? "", state, stale: true, adopted: held?.adopted ?? true });
+    this.#kind.stale?.(state, true);
+    return true;
+  }
+
   // ---------------------------------------------------------------- ListWatchHandler
 
   listStarted(): void {
@@ -209,6 +248,7 @@ class KindStream<T extends KubeObject, S> implements ListWatchHandler<T> {
 
   listCompleted(seen: ReadonlySet<string>): void {
     this.#listing = false;
+    this.#refused = false;
     for (const key of [...this.#objects.keys()]) if (!seen.has(key)) this.#drop(key, true);
     this.listed = true;
     this.#flush();
@@ -226,6 +266,7 @@ class KindStream<T extends KubeObject, S> implements ListWatchHandler<T> {
     const message = missingPermission(verb, group ? `${resource}.${group}` : resource, this.namespace, this.#kind.includeKey, error);
     if (verb === "list") {
       this.#listing = false;
+      this.#refused = true;
       this.listed = true;
       this.#markStale(true);
       this.#flush();
@@ -261,7 +302,7 @@ class KindStream<T extends KubeObject, S> implements ListWatchHandler<T> {
       return;
     }
     const state = await this.#kind.read(object, held?.state);
-    this.#objects.set(key, { digest, state, stale: false });
+    this.#objects.set(key, { digest, state, stale: false, adopted: false });
     this.#dirty = true;
   }
 
@@ -272,7 +313,7 @@ class KindStream<T extends KubeObject, S> implements ListWatchHandler<T> {
     this.#objects.delete(key);
     this.#dirty = true;
     const slash = key.indexOf("/");
-    this.#kind.drop(key.slice(0, slash), key.slice(slash + 1), held.state, gone);
+    this.#kind.drop(key.slice(0, slash), key.slice(slash + 1), held.state, gone, held.adopted);
   }
 
   #flush(): void {

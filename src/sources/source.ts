@@ -18,6 +18,11 @@ export interface Source {
   readonly name: SourceKind;
   /** The `source` labels it reports its health under: its name, or one per Kubernetes kind it reads. */
   healthSources(): string[];
+  /**
+   * Offered each location of the source a reload replaced that this one did not publish again;
+   * true when it keeps it (last-known, its scope refused), false when the location may go.
+   */
+  adopt?(location: Location): boolean;
   /** Begins continuous work; resolves once the first full scan is done. */
   start(): Promise<void>;
   /** One full scan and nothing after it, for `check`. */
