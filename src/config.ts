@@ -122,7 +122,9 @@ const kubernetes = z.strictObject({
   /** Objects per LIST page. */
   pageSize: z.number().int().min(1).max(10_000).default(500),
   /** A LIST page larger than this is asked for again with half as many objects: it is held and parsed at once. */
-  maxPageBytes: size(MiB, 256 * MiB).default(32 * MiB),
+  // 8 MiB: at 32 MiB, a list of large ConfigMaps held the exporter at its 384 MiB memory limit
+  // (docs/benchmarks.md); a page of 500 Secrets of a few KiB is far below either.
+  maxPageBytes: size(MiB, 256 * MiB).default(8 * MiB),
   /** Full relist that reconciles anything a watch missed. */
   resyncInterval: duration(0.5, DAY).default(1800),
   /** A watch without any event or bookmark for this long is restarted. */
