@@ -9,8 +9,9 @@
  * - `kube-root-ca.crt` in each of the 50 namespaces, one cluster CA under `ca.crt`, as every real
  *   cluster has.
  *
- * Each LIST page of 500 is over `kubernetes.maxPageBytes` (32 MiB), so both children ask for it again
- * with 250, as the source does in production. Measured in child processes, one after the other, so
+ * Each LIST page of 500 (about 59 MB) is over `kubernetes.maxPageBytes` (8 MiB by default), so both
+ * children ask for it again with half as many objects until it fits (62), as the source does in
+ * production; BENCH_MAX_PAGE_BYTES sets another limit for both. Measured in child processes, one after the other, so
  * their memory is their own and the double's is not counted:
  *
  * - list-only (baseline): the same compiled ListWatch (src/kube/list-watch.ts) with the same paging,
