@@ -33,6 +33,8 @@ t.test("the README and docs link only to files inside the repository, and those 
       }
       const path = (target as string).split("#")[0] as string;
       if (!path) continue;
+      // A page read outside its folder (a copy of docs/, a package page) must not lead upwards.
+      t.notOk(path.startsWith("../"), `${page}: ${target} does not climb out of the page's folder`);
       const absolute = resolve(dirname(join(root, page)), path);
       t.notOk(relative(root, absolute).startsWith(".."), `${page}: ${target} stays inside the repository`);
       t.ok(existsSync(absolute), `${page}: ${target} exists`);
