@@ -12,20 +12,12 @@ import { configMapsSource } from "../src/sources/configmaps.js";
 import type { KubeCertificateSource } from "../src/sources/kube-certificates.js";
 import { SecretsSource } from "../src/sources/secrets.js";
 import type { FakeApiServer } from "./k8s/apiserver.js";
-import { certPool, sortKeys, startKubeHarness, type HarnessOptions, type KubeHarness } from "./k8s/exporter-harness.js";
+import { certPool, eventually, sortKeys, startKubeHarness, type HarnessOptions, type KubeHarness } from "./k8s/exporter-harness.js";
 
 type H = KubeHarness<KubeCertificateSource>;
 
 /** Polls for up to about 30 s: generous on a loaded machine, quick when all is well. */
-const soon = (check: () => boolean | Promise<boolean>): Promise<boolean> => eventuallyAsync(check, 1500);
-
-async function eventuallyAsync(check: () => boolean | Promise<boolean>, tries: number): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
-}
+const soon = (check: () => boolean | Promise<boolean>): Promise<boolean> => eventually(check, 1500);
 
 interface Kind {
   title: string;

@@ -1,9 +1,7 @@
-import { createHash } from "node:crypto";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { decodeBase64 } from "../certs/base64.js";
 import type { CaBundlesConfig, KubernetesConfig } from "../config.js";
-import { CertReadError } from "../errors.js";
-import { KubeCertificateSource, parseFound, type CertificateKind } from "./kube-certificates.js";
+import type { CertReadError } from "../errors.js";
+import { byteField, fieldsDigest, KubeCertificateSource, parseFound, type CertificateKind } from "./kube-certificates.js";
 import { resourcePath, type KubeObject, type KubeResource } from "./kube-collection.js";
 import type { SourceContext } from "./source.js";
 
@@ -79,7 +77,7 @@ export function caBundleEntries(kindKey: CaBundleKindKey, object: CaBundleObject
 
 /** A caBundle's bytes (base64 of PEM), or bad_base64. */
 export function caBundleBytes(entry: CaBundleEntry): Buffer | CertReadError {
-  return decodeBase64(entry.caBundle, true) ?? new CertReadError("bad_base64", `${entry.key}: caBundle is not valid base64`);
+  return byteField(entry.caBundle, `${entry.key}: caBundle`);
 }
 
 /**
@@ -97,18 +95,8 @@ export function caBundleKind(kindKey: CaBundleKindKey, labelSelector: string | u
     ...(labelSelector ? { labelSelector } : {}),
     locationName: (object) => `${kind}/${object.metadata?.name ?? ""}`,
     objectName: (locationName) => (locationName.startsWith(`${kind}/`) ? locationName.slice(kind.length + 1) : undefined),
-    digest(object) {
-      const entries = caBundleEntries(kindKey, object);
-      if (entries.length === 0) return undefined;
-      const hash = createHash("sha1");
-      for (const { key, caBundle } of entries) hash.update(`\0${key}\0`).update(caBundle);
-      return hash.digest("base64");
-    },
-    read: (object) =>
-      caBundleEntries(kindKey, object).map((e) => {
-        const bytes = caBundleBytes(e);
-        return bytes instanceof CertReadError ? { key: e.key, result: bytes } : parseFound(ctx, e.key, bytes);
-      }),
+    digest: (object) => fieldsDigest(caBundleEntries(kindKey, object).map(({ key, caBundle }) => ({ key, raw: caBundle }))),
+    read: (object) => caBundleEntries(kindKey, object).map((e) => parseFound(ctx, e.key, caBundleBytes(e))),
   };
 }
 

@@ -1,10 +1,8 @@
-import { createHash } from "node:crypto";
 import type { KubeConfig } from "@kubernetes/client-node";
 import picomatch from "picomatch";
-import { decodeBase64 } from "../certs/base64.js";
 import type { ConfigMapsConfig, KubernetesConfig } from "../config.js";
-import { CertReadError } from "../errors.js";
-import { KubeCertificateSource, parseFound, type CertificateKind } from "./kube-certificates.js";
+import type { CertReadError } from "../errors.js";
+import { byteField, fieldsDigest, KubeCertificateSource, parseFound, type CertificateKind } from "./kube-certificates.js";
 import { resourcePath, type KubeObject } from "./kube-collection.js";
 import { NamespaceFilter } from "./namespaces.js";
 import type { SourceContext } from "./source.js";
@@ -24,8 +22,7 @@ export interface ConfigMapEntry {
 
 /** An entry's bytes: `data` is UTF-8 text, `binaryData` base64. */
 export function configMapBytes(entry: ConfigMapEntry): Buffer | CertReadError {
-  if (entry.field === "data") return Buffer.from(entry.raw, "utf8");
-  return decodeBase64(entry.raw, true) ?? new CertReadError("bad_base64", `binaryData ${entry.key} is not valid base64`);
+  return entry.field === "data" ? Buffer.from(entry.raw, "utf8") : byteField(entry.raw, `binaryData ${entry.key}`);
 }
 
 /**
@@ -63,18 +60,8 @@ export function configMapKind(config: ConfigMapsConfig, ctx: SourceContext): Cer
     namespaces: new NamespaceFilter(config.namespaces, ctx.shard),
     includeKey: "sources.configMaps.namespaces.include",
     ...(config.labelSelector ? { labelSelector: config.labelSelector } : {}),
-    digest(configMap) {
-      const entries = configMapEntries(configMap, matchKey);
-      if (entries.length === 0) return undefined;
-      const hash = createHash("sha1");
-      for (const { key, raw } of entries) hash.update(`\0${key}\0`).update(raw);
-      return hash.digest("base64");
-    },
-    read: (configMap) =>
-      configMapEntries(configMap, matchKey).map((entry) => {
-        const bytes = configMapBytes(entry);
-        return bytes instanceof CertReadError ? { key: entry.key, result: bytes } : parseFound(ctx, entry.key, bytes);
-      }),
+    digest: (configMap) => fieldsDigest(configMapEntries(configMap, matchKey)),
+    read: (configMap) => configMapEntries(configMap, matchKey).map((entry) => parseFound(ctx, entry.key, configMapBytes(entry))),
   };
 }
 

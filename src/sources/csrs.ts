@@ -1,10 +1,7 @@
-import { createHash } from "node:crypto";
 import type { KubeConfig } from "@kubernetes/client-node";
 import picomatch from "picomatch";
-import { decodeBase64 } from "../certs/base64.js";
 import type { CsrsConfig, KubernetesConfig } from "../config.js";
-import { CertReadError } from "../errors.js";
-import { KubeCertificateSource, parseFound, type CertificateKind } from "./kube-certificates.js";
+import { byteField, fieldsDigest, KubeCertificateSource, parseFound, type CertificateKind } from "./kube-certificates.js";
 import { resourcePath, type KubeObject } from "./kube-collection.js";
 import type { SourceContext } from "./source.js";
 
@@ -43,13 +40,11 @@ export function csrKind(config: CsrsConfig, ctx: SourceContext): CertificateKind
     digest(csr) {
       const issued = issuedCertificate(csr);
       if (!issued || !matchSigner(issued.signerName)) return undefined;
-      return createHash("sha1").update(issued.signerName).update("\0").update(issued.certificate).digest("base64");
+      return fieldsDigest([{ key: issued.signerName, raw: issued.certificate }]);
     },
     read(csr) {
       const issued = issuedCertificate(csr)!;
-      const bytes = decodeBase64(issued.certificate, true);
-      if (!bytes) return [{ key: issued.signerName, result: new CertReadError("bad_base64", "status.certificate is not valid base64") }];
-      return [parseFound(ctx, issued.signerName, bytes, "pem")];
+      return [parseFound(ctx, issued.signerName, byteField(issued.certificate, "status.certificate"), "pem")];
     },
   };
 }

@@ -1,7 +1,9 @@
+import { createHash } from "node:crypto";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { CertRecord } from "../certs/record.js";
 import type { KubernetesConfig } from "../config.js";
-import { toReadError, type CertReadError } from "../errors.js";
+import { decodeBase64 } from "../certs/base64.js";
+import { CertReadError, toReadError } from "../errors.js";
 import type { Location, LocationUpdate, SourceKind } from "../model.js";
 import { KubeCollection, type KindDescriptor, type KubeObject } from "./kube-collection.js";
 import type { Source, SourceContext } from "./source.js";
@@ -39,11 +41,28 @@ interface Published {
   keys: string[];
 }
 
+/** A Kubernetes `[]byte` field (padded base64) as bytes, or the `bad_base64` error naming `what`. */
+export function byteField(value: string, what: string): Buffer | CertReadError {
+  return decodeBase64(value, true) ?? new CertReadError("bad_base64", `${what} is not valid base64`);
+}
+
+/**
+ * A hash of an object's fields that may hold certificates (key and value as they came), so that an
+ * object whose fields did not change is not read again; undefined when it has none.
+ */
+export function fieldsDigest(fields: readonly { key: string; raw: string }[]): string | undefined {
+  if (fields.length === 0) return undefined;
+  const hash = createHash("sha1");
+  for (const { key, raw } of fields) hash.update(`\0${key}\0`).update(raw);
+  return hash.digest("base64");
+}
+
 /**
  * Parses bytes with the shared cache, a failure becoming the location's read error: the one parse
- * step every Kubernetes kind uses.
+ * step every Kubernetes kind uses. Bytes that could not be had are their error already.
  */
-export function parseFound(ctx: SourceContext, key: string, bytes: Uint8Array, format: "auto" | "pem" | "der" = "auto"): Found {
+export function parseFound(ctx: SourceContext, key: string, bytes: Uint8Array | CertReadError, format: "auto" | "pem" | "der" = "auto"): Found {
+  if (bytes instanceof CertReadError) return { key, result: bytes };
   try {
     return { key, result: ctx.cache.parse(bytes, format) };
   } catch (err) {

@@ -8,14 +8,13 @@ import {
   ANNOTATION_CRITICAL_DAYS,
   ANNOTATION_WARNING_DAYS,
 } from "../annotations.js";
-import { decodeBase64 } from "../certs/base64.js";
 import type { CertRecord } from "../certs/record.js";
 import { truncateLabelValue } from "../certs/truncate.js";
 import type { KubernetesConfig, SecretRule, SecretsConfig } from "../config.js";
 import { CertReadError, toReadError } from "../errors.js";
 import type { CertManagerLink, Thresholds } from "../model.js";
 import { loadKubeConfig } from "../kube/client.js";
-import { KubeCertificateSource, parseFound, type CertificateKind, type Found, type LocationExtra } from "./kube-certificates.js";
+import { byteField, KubeCertificateSource, parseFound, type CertificateKind, type Found, type LocationExtra } from "./kube-certificates.js";
 import { resourcePath, type KubeObject } from "./kube-collection.js";
 import { NamespaceFilter } from "./namespaces.js";
 import { ObjectWarnings } from "./object-warnings.js";
@@ -47,11 +46,6 @@ function parseDays(value: string): number | undefined {
   if (!/^\s*\d+(\.\d+)?\s*$/.test(value)) return undefined;
   const n = Number(value);
   return Number.isFinite(n) ? n : undefined;
-}
-
-/** A data value as bytes, or the read error of a value that is not base64 (the API server never sends one). */
-function dataBytes(value: string): Buffer | CertReadError {
-  return decodeBase64(value, true) ?? new CertReadError("bad_base64", "the data value is not valid base64");
 }
 
 /** Which data keys of a Secret are read, with the rule that reads each; sorted by key. */
@@ -156,7 +150,7 @@ function secretExtra(secret: SecretObject, ctx: SourceContext, warnings: ObjectW
  * are parsed inline; PKCS#12 and kubeconfig YAML in the decode pool, off the event loop.
  */
 async function readKey(secret: SecretObject, key: string, rule: SecretRule, ctx: SourceContext): Promise<Found[]> {
-  const bytes = dataBytes(secret.data![key]!);
+  const bytes = byteField(secret.data![key]!, "the data value");
   if (bytes instanceof CertReadError) return [{ key, result: bytes }];
   switch (rule.format) {
     case "auto":
@@ -185,7 +179,7 @@ async function readPkcs12(secret: SecretObject, bytes: Uint8Array, rule: SecretR
   const passphrases: string[] = [];
   const fromKey = rule.passphraseKey ? secret.data?.[rule.passphraseKey] : undefined;
   if (fromKey !== undefined) {
-    const decoded = dataBytes(fromKey);
+    const decoded = byteField(fromKey, "the data value");
     if (decoded instanceof CertReadError) return decoded;
     const text = decoded.toString("utf8");
     passphrases.push(text);

@@ -186,9 +186,9 @@ export function sortKeys(o: Record<string, string>): Record<string, string> {
 }
 
 /** Polls `check` every 20 ms until it returns true, at most `tries` times; returns the last result. */
-export async function eventually(check: () => boolean, tries = 500): Promise<boolean> {
+export async function eventually(check: () => boolean | Promise<boolean>, tries = 500): Promise<boolean> {
   for (let i = 0; i < tries; i++) {
-    if (check()) return true;
+    if (await check()) return true;
     await new Promise((r) => setTimeout(r, 20));
   }
   return check();
