@@ -9,7 +9,6 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { pino } from "pino";
 import t, { type Test } from "tap";
 import { makeCert, privateKeyPem } from "../scripts/certgen.js";
@@ -17,17 +16,17 @@ import { ParseCache } from "../src/certs/cache.js";
 import { validateConfig } from "../src/config.js";
 import { Health } from "../src/health.js";
 import { Inventory } from "../src/inventory.js";
-import type { Location, LocationEntry } from "../src/model.js";
+import type { LocationEntry } from "../src/model.js";
 import { MetricsRenderer } from "../src/metrics.js";
 import { apiServerTarget } from "../src/sources/discovery/apiserver.js";
 import { ingressTargets } from "../src/sources/discovery/ingresses.js";
 import { kubeletTargets } from "../src/sources/discovery/kubelets.js";
 import { serviceTargets } from "../src/sources/discovery/services.js";
-import type { EndpointSource } from "../src/sources/endpoints.js";
 import { createSources } from "../src/sources/index.js";
 import { SourceContext } from "../src/sources/source.js";
 import { FakeApiServer, type K8sObject } from "./k8s/apiserver.js";
 import { eventually } from "./k8s/exporter-harness.js";
+import { endpointRun, type EndpointRun } from "./helpers/endpoint-run.js";
 import { tlsServer, type TlsTestServer } from "./helpers/tls-servers.js";
 
 const root = await makeCert({ cn: "Discovery Test Root CA", ca: true, notAfterDays: 3650 });
@@ -52,47 +51,9 @@ async function apiServer(t: Test): Promise<FakeApiServer> {
   return api;
 }
 
-interface Run {
-  source: EndpointSource;
-  inventory: Inventory;
-  health: Health;
-  logs: Record<string, unknown>[];
-  /** `namespace/name/key` of every endpoint location. */
-  ids(): string[];
-  entry(namespace: string, name: string, key?: string): LocationEntry | undefined;
-}
-
-/** The sources createSources builds for `discovery` (and no static endpoint), against the double. */
-async function run(t: Test, api: FakeApiServer, discovery: Record<string, unknown>, endpoints: { address: string; serverName?: string; caFile?: string }[] = []): Promise<Run> {
-  const config = validateConfig({
-    logLevel: "debug",
-    intervals: { endpoints: 3600 },
-    probe: { timeout: 5, connectTimeout: 2, jitter: 0 },
-    sources: { discovery, endpoints },
-    kubernetes: { kubeconfig: api.kubeconfigPath(), backoff: { initial: "20ms", max: "200ms" }, watchTimeout: "5s", requestTimeout: "5s" },
-  });
-  const logs: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString("utf8").split("\n")) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  const inventory = new Inventory();
-  const health = new Health(inventory);
-  const ctx = new SourceContext(inventory, new ParseCache(1000), health, pino({ level: "debug" }, sink));
-  const sources = await createSources(config, ctx);
-  t.equal(sources.length, 1, "discovery alone makes the endpoint source");
-  const source = sources[0] as EndpointSource;
-  t.equal(source.name, "endpoint");
-  t.teardown(() => source.stop());
-  const ids = () =>
-    [...inventory.entries()]
-      .filter((e) => e.location.source === "endpoint")
-      .map((e) => `${e.location.namespace}/${e.location.name}/${e.location.key}`)
-      .sort();
-  const entry = (namespace: string, name: string, key = "") => inventory.get({ source: "endpoint", namespace, name, key } satisfies Location);
-  return { source, inventory, health, logs, ids, entry };
+/** The endpoint source for `discovery` and static `endpoints`, against the double. */
+function run(t: Test, api: FakeApiServer, discovery: Record<string, unknown>, endpoints: { address: string; serverName?: string; caFile?: string }[] = []): Promise<EndpointRun> {
+  return endpointRun(t, api, { discovery, endpoints });
 }
 
 function ingress(namespace: string, name: string, hosts: string[][], balancer?: { ip?: string; hostname?: string }): K8sObject {

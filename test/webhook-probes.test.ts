@@ -11,21 +11,13 @@
  * - a caBundle that is not base64, or a URL that is not https, is not probed (the first is the
  *   cabundle source's read error), and each kind's probing is opt-in.
  */
-import { Writable } from "node:stream";
-import { pino } from "pino";
 import t, { type Test } from "tap";
 import { makeCert, privateKeyPem } from "../scripts/certgen.js";
-import { ParseCache } from "../src/certs/cache.js";
 import { validateConfig } from "../src/config.js";
-import { Health } from "../src/health.js";
-import { Inventory } from "../src/inventory.js";
-import type { LocationEntry } from "../src/model.js";
 import { caBundleProbeTargets } from "../src/sources/discovery/webhooks.js";
-import type { EndpointSource } from "../src/sources/endpoints.js";
-import { createSources } from "../src/sources/index.js";
-import { SourceContext } from "../src/sources/source.js";
 import { FakeApiServer, type K8sObject } from "./k8s/apiserver.js";
 import { eventually } from "./k8s/exporter-harness.js";
+import { endpointRun } from "./helpers/endpoint-run.js";
 import { tlsServer, type TlsTestServer } from "./helpers/tls-servers.js";
 
 const bundleCa = await makeCert({ cn: "Webhook CA", ca: true, notAfterDays: 3650 });
@@ -51,44 +43,6 @@ function validating(name: string, webhooks: { name: string; caBundle?: string; u
       admissionReviewVersions: ["v1"],
     })),
   };
-}
-
-interface Run {
-  source: EndpointSource;
-  inventory: Inventory;
-  health: Health;
-  logs: Record<string, unknown>[];
-  endpoints(): LocationEntry[];
-}
-
-async function run(t: Test, api: FakeApiServer, caBundles: Record<string, unknown>): Promise<Run> {
-  const config = validateConfig({
-    logLevel: "debug",
-    intervals: { endpoints: 3600 },
-    probe: { timeout: 3, connectTimeout: 2, jitter: 0 },
-    sources: { caBundles },
-    kubernetes: { kubeconfig: api.kubeconfigPath(), backoff: { initial: "20ms", max: "200ms" }, watchTimeout: "5s", requestTimeout: "5s" },
-  });
-  const logs: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString("utf8").split("\n")) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  const inventory = new Inventory();
-  const health = new Health(inventory);
-  const ctx = new SourceContext(inventory, new ParseCache(1000), health, pino({ level: "debug" }, sink));
-  const sources = await createSources(config, ctx);
-  t.same(
-    sources.map((s) => s.name),
-    ["endpoint"],
-    "probing alone makes only the endpoint source",
-  );
-  const source = sources[0] as EndpointSource;
-  t.teardown(() => source.stop());
-  const endpoints = () => [...inventory.entries()].filter((e) => e.location.source === "endpoint").sort((a, b) => (a.location.key < b.location.key ? -1 : 1));
-  return { source, inventory, health, logs, endpoints };
 }
 
 t.test("targets: a Service at its cluster DNS name with port 443 by default, a URL at its host, the caBundle as the only anchor", async (t) => {
@@ -142,7 +96,7 @@ t.test("probed against the caBundle: verified when it signed the serving certifi
       { name: "service.example.com", caBundle: b64(bundleCa.pem), service: { namespace: "nowhere", name: "missing", port: good.port } },
     ]),
   );
-  const r = await run(t, api, { validatingWebhooks: { probe: true } });
+  const r = await endpointRun(t, api, { caBundles: { validatingWebhooks: { probe: true } } });
   await r.source.start();
   t.ok(await eventually(() => r.endpoints().length === 3 && r.endpoints().every((e) => e.probe !== undefined), 30_000), "every webhook probed");
   const [good1, renewed1, service1] = r.endpoints();
@@ -189,7 +143,7 @@ t.test("probing is opt-in per kind and needs only list and watch on that kind", 
   t.teardown(() => api.close());
   const off = validateConfig({ sources: { caBundles: { validatingWebhooks: { enabled: true } } } });
   t.notOk(Object.values(off.sources.caBundles).some((k) => k.probe), "off by default");
-  const r = await run(t, api, { apiServices: { probe: true } });
+  const r = await endpointRun(t, api, { caBundles: { apiServices: { probe: true } } });
   await r.source.start();
   t.ok(await eventually(() => api.requests((q) => q.verb === "watch").length > 0), "watching");
   t.same(
