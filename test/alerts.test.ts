@@ -1,8 +1,9 @@
 /**
  * The bundled alert rules: valid for promtool, every alert unit-tested firing and silent, every alert
- * documented, the expiry alerts blind to staleness, the PrometheusRule identical to what the generator
- * makes from the rules file, and the same CA copied into 500 Secrets raising one alert. Needs promtool (Debian package `prometheus`):
- * without it the test fails, it does not skip.
+ * documented, the expiry alerts blind to staleness, every expression reading only the per-certificate
+ * families that cannot be turned off, the PrometheusRule identical to what the generator makes from
+ * the rules file, and the same CA copied into 500 Secrets raising one alert. Needs promtool (Debian
+ * package `prometheus`): without it the test fails, it does not skip.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
@@ -11,6 +12,7 @@ import { join } from "node:path";
 import t from "tap";
 import YAML from "yaml";
 import { PROMETHEUS_RULE, ROOT, RULES_SOURCE, prometheusRule } from "../scripts/gen-artifacts.js";
+import { CERTIFICATE_FAMILY_NAMES, REQUIRED_FAMILIES } from "../src/series-selection.js";
 
 interface Rule {
   alert?: string;
@@ -56,6 +58,15 @@ export function githubAnchor(heading: string): string {
 
 /** Alerts about a location rather than a certificate: they name the location, not a subject or days. */
 const LOCATION_ALERTS = ["CertificateReadErrors", "CertificateLocationStale"];
+
+/**
+ * The metric names a PromQL expression reads: its identifiers once string literals and comments are
+ * gone. Label names and functions come along, which is harmless for looking up family names.
+ */
+function metricNamesRead(expr: string): Set<string> {
+  const code = expr.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, '""').replace(/#[^\n]*/g, "");
+  return new Set(code.match(/[A-Za-z_:][A-Za-z0-9_:]*/g) ?? []);
+}
 
 const ruleFile = YAML.parse(await readFile(RULES, "utf8")) as RuleFile;
 const alerts = ruleFile.groups.flatMap((group) => group.rules.filter((rule) => rule.alert !== undefined));
@@ -117,7 +128,8 @@ t.test("every alert has a severity, a summary, a description and a runbook entry
       t.match(text, "$value", `${name}: the annotations give the days`);
     }
     if (name.startsWith("CACertificate")) {
-      for (const label of ["subject_cn", "fingerprint_sha256"]) t.match(text, `$labels.${label}`, `${name}: names the CA by ${label}`);
+      for (const label of ["subject_cn", "issuer_cn", "serial"]) t.match(text, `$labels.${label}`, `${name}: names the CA by ${label}`);
+      t.notMatch(text, "$labels.fingerprint_sha256", `${name}: the fingerprint is no label of the alert (cert_info may not be exported)`);
     }
   }
 });
@@ -128,6 +140,23 @@ t.test("the expiry alerts ignore staleness: a stale location's certificates aler
   for (const rule of expiry) t.notMatch(rule.expr, "cert_location_stale", `${rule.alert} does not look at cert_location_stale`);
   const stale = alerts.find((rule) => rule.alert === "CertificateLocationStale");
   t.match(stale?.expr, /cert_location_stale/, "CertificateLocationStale does");
+});
+
+t.test("every rule reads only the per-certificate families that cannot be turned off", async (t) => {
+  const optional = CERTIFICATE_FAMILY_NAMES.filter((family) => !REQUIRED_FAMILIES.includes(family));
+  t.same([...optional].sort(), ["cert_expired", "cert_expires_in_days", "cert_info"], "the optional families");
+  t.ok(metricNamesRead('-cert_expires_in_days{ca!="true"} >= 0').has("cert_expires_in_days"), "the check sees a family read");
+  t.notOk(metricNamesRead('up{name="cert_info"} # cert_info').has("cert_info"), "... and not one named in a string or comment");
+  const rules = ruleFile.groups.flatMap((group) => group.rules);
+  const read = new Set<string>();
+  for (const rule of rules) {
+    const names = metricNamesRead(rule.expr);
+    const label = rule.alert ?? rule.record;
+    for (const family of optional) t.notOk(names.has(family), `${label} does not read ${family}`);
+    t.notMatch(rule.expr, "__name__", `${label} selects no metric by a __name__ matcher`);
+    for (const family of REQUIRED_FAMILIES) if (names.has(family)) read.add(family);
+  }
+  t.same([...read].sort(), [...REQUIRED_FAMILIES].sort(), "the rules read both required families");
 });
 
 t.test("the PrometheusRule is generated from the rules file and is current", async (t) => {
@@ -151,25 +180,20 @@ t.test("one CA copied into 500 Secrets raises one alert, and its leaves none", a
   const day = 86_400;
   const at = 7200; // evaluation time (2h)
   const target = 'job="cert-expiry-exporter",instance="10.0.0.1:9798"';
-  const fingerprint = "ab".repeat(32);
   const series: { series: string; values: string }[] = [];
   const flat = (value: number): string => `${value}+0x30`; // constant, sampled every 5m up to 2h30m
-  const certificate = (labels: string, notBefore: number, notAfter: number, fp: string, cn: string): void => {
+  // The smallest family set (metrics.certificateFamilies): the two timestamps only.
+  const certificate = (labels: string, notBefore: number, notAfter: number): void => {
     series.push({ series: `cert_not_before_timestamp_seconds{${labels}}`, values: flat(notBefore) });
     series.push({ series: `cert_not_after_timestamp_seconds{${labels}}`, values: flat(notAfter) });
-    series.push({ series: `cert_expires_in_days{${labels}}`, values: flat((notAfter - at) / day) });
-    series.push({
-      series: `cert_info{${labels},fingerprint_sha256="${fp}",subject="CN=${cn}",issuer="CN=Example Root CA",sans="",key_algorithm="ECDSA",key_bits="256",signature_algorithm="ecdsa-with-SHA256"}`,
-      values: flat(1),
-    });
   };
   for (let i = 0; i < copies; i++) {
     const location = `${target},source="secret",namespace="ns-${i % 50}",name="app-${i}"`;
     // The issuing intermediate, 3 days left of 5 years, in every Secret's ca.crt ...
-    certificate(`${location},key="ca.crt",index="0",subject_cn="Example Intermediate CA",issuer_cn="Example Root CA",serial="1c01",ca="true"`, at - 1822 * day, at + 3 * day, fingerprint, "Example Intermediate CA");
+    certificate(`${location},key="ca.crt",index="0",subject_cn="Example Intermediate CA",issuer_cn="Example Root CA",serial="1c01",ca="true"`, at - 1822 * day, at + 3 * day);
     // ... beside each Secret's own healthy 90-day leaf.
     const serial = (0x10000 + i).toString(16);
-    certificate(`${location},key="tls.crt",index="0",subject_cn="app-${i}.example.com",issuer_cn="Example Intermediate CA",serial="${serial}",ca="false"`, at - 10 * day, at + 80 * day, serial.padStart(64, "0"), `app-${i}.example.com`);
+    certificate(`${location},key="tls.crt",index="0",subject_cn="app-${i}.example.com",issuer_cn="Example Intermediate CA",serial="${serial}",ca="false"`, at - 10 * day, at + 80 * day);
   }
   const silent = alertNames.filter((name) => name !== "CACertificateExpiringCritical");
   const unit = {
@@ -185,10 +209,10 @@ t.test("one CA copied into 500 Secrets raises one alert, and its leaves none", a
             alertname: "CACertificateExpiringCritical",
             exp_alerts: [
               {
-                exp_labels: { fingerprint_sha256: fingerprint, subject_cn: "Example Intermediate CA", issuer_cn: "Example Root CA", serial: "1c01", ca: "true", severity: "critical" },
+                exp_labels: { subject_cn: "Example Intermediate CA", issuer_cn: "Example Root CA", serial: "1c01", ca: "true", severity: "critical" },
                 exp_annotations: {
                   summary: "CA certificate Example Intermediate CA expires in 3.0 days",
-                  description: `The CA certificate CN=Example Intermediate CA (issuer CN=Example Root CA, serial 1c01, SHA-256 ${fingerprint}) expires in 3.0 days. It is held in ${copies} location(s); this one alert stands for all of them.`,
+                  description: `The CA certificate CN=Example Intermediate CA (issuer CN=Example Root CA, serial 1c01) expires in 3.0 days. It is held in ${copies} location(s); this one alert stands for all of them.`,
                   runbook_url: "https://github.com/cert-expiry-exporter/cert-expiry-exporter/blob/main/docs/alerts.md#cacertificateexpiringcritical",
                 },
               },
