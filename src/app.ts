@@ -18,8 +18,8 @@ import { withServingCertificate, type WebConfig } from "./web-config.js";
 /** Share of http.shutdownTimeout that requests in flight get to finish; the rest is for closing and exiting. */
 const SHUTDOWN_GRACE_SHARE = 0.75;
 
-/** What a reload applies. Everything else was read once at start: the listener, the HTTP limits, the shard, the log format, the shared parse cache and decode pool. */
-const RELOADABLE_SETTINGS = new Set(["logLevel", "intervals", "sources", "kubernetes", "probe"]);
+/** What a reload applies (the series selection from the next scrape on). Everything else was read once at start: the listener, the HTTP limits, the shard, the log format, the shared parse cache and decode pool. */
+const RELOADABLE_SETTINGS = new Set(["logLevel", "metrics", "intervals", "sources", "kubernetes", "probe"]);
 /** The limits each source reads for itself, so that a rebuilt source applies them. */
 const RELOADABLE_LIMITS = new Set(["maxFileSize", "maxGlobEntries"]);
 
@@ -147,7 +147,7 @@ export class Exporter {
    */
   async serve(plugins: readonly FastifyPluginAsync[] = []): Promise<string> {
     const { listen, http, limits } = this.#config;
-    const server = buildServer({ inventory: this.inventory, health: this.health, log: this.log, http, maxLabelValueLength: limits.maxLabelValueLength, web: this.#web });
+    const server = buildServer({ inventory: this.inventory, health: this.health, log: this.log, http, maxLabelValueLength: limits.maxLabelValueLength, selection: () => this.#config.metrics, web: this.#web });
     this.#server = server;
     for (const plugin of plugins) await server.register(plugin);
     let address: string;

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { CertReadError } from "./errors.js";
 import { readFileBounded } from "./read-bounded.js";
+import { CERTIFICATE_FAMILY_NAMES, DEFAULT_FAMILIES, OPTIONAL_INFO_LABELS, REQUIRED_FAMILIES } from "./series-selection.js";
 import { YamlError, loadYaml } from "./yaml.js";
 
 /** Thrown for every configuration problem; the CLI turns it into exit code 2. */
@@ -264,6 +265,22 @@ const discovery = z.strictObject({
     .prefault({}),
 });
 
+/** The per-certificate series sent to Prometheus: what every certificate costs its scraper (docs/metrics.md). */
+const metrics = z.strictObject({
+  /** Per-certificate families; the two dates cannot be left out. */
+  certificateFamilies: z
+    .array(z.enum(CERTIFICATE_FAMILY_NAMES))
+    .max(CERTIFICATE_FAMILY_NAMES.length * 2)
+    .default([...DEFAULT_FAMILIES])
+    .refine((families) => REQUIRED_FAMILIES.every((name) => families.includes(name)), {
+      message: `must include ${REQUIRED_FAMILIES.join(" and ")}: every bundled alert and dashboard reads them`,
+    }),
+  /** cert_info labels added to the light ones: subject, issuer, sans. */
+  infoLabels: z.array(z.enum(OPTIONAL_INFO_LABELS)).max(OPTIONAL_INFO_LABELS.length * 2).default([]),
+  /** Only certificates that are not CAs: drops roots and intermediates from every per-certificate family. */
+  leafOnly: z.boolean().default(false),
+});
+
 export const configSchema = z.strictObject({
   listen: z
     .strictObject({
@@ -274,6 +291,7 @@ export const configSchema = z.strictObject({
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   logFormat: z.enum(["json", "logfmt"]).default("json"),
   shard: shard.prefault({}),
+  metrics: metrics.prefault({}),
   intervals: z
     .strictObject({
       files: duration(1, DAY).default(60),
@@ -345,6 +363,7 @@ export type Config = z.output<typeof configSchema>;
 export type PathGroup = z.output<typeof pathGroup>;
 export type EndpointTarget = z.output<typeof endpointTarget>;
 export type ShardConfig = z.output<typeof shard>;
+export type MetricsConfig = z.output<typeof metrics>;
 export type KubernetesConfig = z.output<typeof kubernetes>;
 export type SecretsConfig = z.output<typeof secrets>;
 export type SecretRule = z.output<typeof secretRule>;

@@ -6,6 +6,7 @@ import { truncateLabelValue } from "./certs/truncate.js";
 import type { Health } from "./health.js";
 import type { Inventory } from "./inventory.js";
 import { failureReason, type LocationEntry } from "./model.js";
+import { DEFAULT_SELECTION, type CertificateFamilyName, type OptionalInfoLabel, type SeriesSelection } from "./series-selection.js";
 
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 export const OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -98,22 +99,26 @@ function identityLabels(entry: LocationEntry, location: string): string[] {
   );
 }
 
-function infoLabels(cert: CertRecord): string {
-  return labelText({
-    fingerprint_sha256: cert.fingerprintSha256,
-    subject: cert.subject,
-    issuer: cert.issuer,
-    sans: cert.sans.join(","),
-    key_algorithm: cert.keyAlgorithm,
-    key_bits: String(cert.keyBits),
-    signature_algorithm: cert.signatureAlgorithm,
-  });
+/** `cert_info`'s own labels: the light ones always, `subject`, `issuer` and `sans` when selected. */
+function infoLabels(cert: CertRecord, optional: readonly OptionalInfoLabel[]): string {
+  const labels: Record<string, string> = { fingerprint_sha256: cert.fingerprintSha256 };
+  if (optional.includes("subject")) labels.subject = cert.subject;
+  if (optional.includes("issuer")) labels.issuer = cert.issuer;
+  if (optional.includes("sans")) labels.sans = cert.sans.join(",");
+  labels.key_algorithm = cert.keyAlgorithm;
+  labels.key_bits = String(cert.keyBits);
+  labels.signature_algorithm = cert.signatureAlgorithm;
+  return labelText(labels);
 }
 
 const bool = (value: boolean): string => (value ? "1" : "0");
 
 /** The per-certificate families, each one pass over the entries: the bulk of every body. */
-const CERTIFICATE_FAMILIES: { name: string; help: string; sample: (identity: string, cert: CertRecord, now: number) => string }[] = [
+const CERTIFICATE_FAMILIES: {
+  name: CertificateFamilyName;
+  help: string;
+  sample: (identity: string, cert: CertRecord, now: number, info: readonly OptionalInfoLabel[]) => string;
+}[] = [
   {
     name: "cert_not_after_timestamp_seconds",
     help: "Certificate notAfter as Unix time in seconds.",
@@ -137,7 +142,7 @@ const CERTIFICATE_FAMILIES: { name: string; help: string; sample: (identity: str
   {
     name: "cert_info",
     help: "Certificate details; always 1.",
-    sample: (identity, cert) => `cert_info{${identity},${infoLabels(cert)}} 1\n`,
+    sample: (identity, cert, _now, info) => `cert_info{${identity},${infoLabels(cert, info)}} 1\n`,
   },
 ];
 
@@ -235,12 +240,17 @@ export class MetricsRenderer {
   readonly #inventory: Inventory;
   readonly #health: Health;
   readonly #maxLabelValueLength: number;
+  readonly #selection: () => SeriesSelection;
 
-  /** `maxLabelValueLength`: limits.maxLabelValueLength, bytes of one label value. */
-  constructor(inventory: Inventory, health: Health, maxLabelValueLength = Infinity) {
+  /**
+   * `maxLabelValueLength`: limits.maxLabelValueLength, bytes of one label value. `selection`: the
+   * series to send, asked at the start of every scrape so that a reload changes the next one.
+   */
+  constructor(inventory: Inventory, health: Health, { maxLabelValueLength = Infinity, selection = () => DEFAULT_SELECTION }: { maxLabelValueLength?: number; selection?: () => SeriesSelection } = {}) {
     this.#inventory = inventory;
     this.#health = health;
     this.#maxLabelValueLength = maxLabelValueLength;
+    this.#selection = selection;
   }
 
   /** The whole exposition as a stream, rendered as the scraper reads it. */
@@ -273,12 +283,17 @@ export class MetricsRenderer {
     const locations: string[] = new Array<string>(entries.length);
     const identities: string[][] = new Array<string[]>(entries.length);
     const locationOf = (index: number, entry: LocationEntry): string => (locations[index] ??= locationLabels(entry, this.#maxLabelValueLength));
+    const { certificateFamilies, infoLabels: info, leafOnly } = this.#selection();
     for (const { name, help, sample } of CERTIFICATE_FAMILIES) {
+      if (!certificateFamilies.includes(name)) continue;
       const family = new Family(name, help);
       yield* familyChunks(family, entries, (entry, i) => {
         if (entry.certificates.length === 0) return;
         const ids = (identities[i] ??= identityLabels(entry, locationOf(i, entry)));
-        entry.certificates.forEach((cert, index) => family.add(sample(ids[index] as string, cert, now)));
+        entry.certificates.forEach((cert, index) => {
+          // The index stays the certificate's place in its location, so a leaf keeps its identity.
+          if (!(leafOnly && cert.isCA)) family.add(sample(ids[index] as string, cert, now, info));
+        });
       });
     }
     for (const { name, help, sample } of LOCATION_FAMILIES) {

@@ -9,6 +9,7 @@ import type { Inventory } from "./inventory.js";
 import type { Logger } from "./log.js";
 import { MetricsRenderer, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, acceptsGzip, gzipped, negotiateFormat, type ExpositionFormat } from "./metrics.js";
 import { TokenBucket } from "./rate-limit.js";
+import type { SeriesSelection } from "./series-selection.js";
 import { ScrapeGate, ScrapeRefusedError } from "./scrape-gate.js";
 import { ServingCertificate } from "./serving-certificate.js";
 import { renderStatusPage } from "./status-page.js";
@@ -24,6 +25,8 @@ export interface ServerDeps {
   http: HttpLimits;
   /** limits.maxLabelValueLength; no limit when absent. */
   maxLabelValueLength?: number;
+  /** The per-certificate series to send, read at every scrape; the default selection when absent. */
+  selection?: () => SeriesSelection;
   /** --web.config.file: TLS, basic auth, extra headers, rate limit. Without it: plain HTTP, open to all. */
   web?: WebConfig;
 }
@@ -96,7 +99,7 @@ function unavailable(reply: FastifyReply, why: string): FastifyReply {
  * a web config it serves HTTPS from a certificate it reloads when renewed, and asks for credentials
  * everywhere but the probes.
  */
-export function buildServer({ inventory, health, log, http, maxLabelValueLength, web }: ServerDeps): FastifyInstance {
+export function buildServer({ inventory, health, log, http, maxLabelValueLength, selection, web }: ServerDeps): FastifyInstance {
   const serving = web?.tls && new ServingCertificate(web.tls, log.child({ component: "tls" }));
   const nodeServer = { headersTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS };
   // Fastify hands `http` to a plain server only; an HTTPS server takes the same options with its TLS ones.
@@ -114,7 +117,7 @@ export function buildServer({ inventory, health, log, http, maxLabelValueLength,
     forceCloseConnections: "idle",
   });
   app.server.maxConnections = http.maxConnections;
-  const renderer = new MetricsRenderer(inventory, health, maxLabelValueLength);
+  const renderer = new MetricsRenderer(inventory, health, { maxLabelValueLength, selection });
   const gate = new ScrapeGate({ maxRunning: http.maxConcurrentScrapes, maxWaiting: http.maxQueuedScrapes });
   app.addHook("preClose", (done) => {
     gate.close();

@@ -9,6 +9,8 @@
  * It asserts the exact set of alerts that reaches the receiver (names and key labels), that no
  * healthy certificate raises any, and then runs every dashboard panel's query against that
  * Prometheus: each must parse, and return data unless the fixture cannot have any (listed below).
+ * The whole run is made twice: with the default per-certificate families and with the smallest set
+ * (metrics.certificateFamilies), which must give the same alerts and the same dashboards.
  *
  * The rules are the shipped file with one change: every `for:` is shortened to 5 s, so a run takes
  * seconds instead of hours. The production durations are covered by the promtool cases in
@@ -27,10 +29,11 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import t from "tap";
+import t, { type Test } from "tap";
 import YAML from "yaml";
 import { makeCert, makeChain } from "../scripts/certgen.js";
 import { ROOT, RULES_SOURCE } from "../scripts/gen-artifacts.js";
+import { CERTIFICATE_FAMILY_NAMES, DEFAULT_SELECTION, REQUIRED_FAMILIES, type SeriesSelection } from "../src/series-selection.js";
 import { allPanels, readDashboards, substituteVariables } from "./helpers/grafana.js";
 import { freePort } from "./helpers/net.js";
 import { getJson, missing, plainNode, sleep, start, stop, waitFor, type Started } from "./helpers/processes.js";
@@ -60,7 +63,17 @@ const NO_DATA_IN_FIXTURE: Record<string, "all" | string[]> = {
   "cert-expiry-exporter-health.json": ["Relists and watch restarts"],
 };
 
-t.test("alerts reach Alertmanager's receiver exactly, and every dashboard query runs", async (t) => {
+/** The family choices the alerts and dashboards must work with: the default and the smallest. */
+const SELECTIONS: { name: string; metrics: SeriesSelection }[] = [
+  { name: "default families", metrics: DEFAULT_SELECTION },
+  { name: "smallest families", metrics: { certificateFamilies: REQUIRED_FAMILIES, infoLabels: [], leafOnly: false } },
+];
+
+for (const selection of SELECTIONS) {
+  t.test(`${selection.name}: alerts reach Alertmanager's receiver exactly, and every dashboard query runs`, (t) => endToEnd(t, selection.metrics));
+}
+
+async function endToEnd(t: Test, metrics: SeriesSelection): Promise<void> {
   for (const binary of [PROMETHEUS, ALERTMANAGER]) {
     if (missing(binary)) {
       t.fail(`${binary} is not installed: apt-get install prometheus prometheus-alertmanager (CI installs them); this test never skips`);
@@ -124,6 +137,8 @@ t.test("alerts reach Alertmanager's receiver exactly, and every dashboard query 
 
   // --- exporter ------------------------------------------------------------------------------
   const exporterPort = await freePort();
+  const exporterConfig = join(dir, "exporter.yml");
+  await writeFile(exporterConfig, YAML.stringify({ metrics }));
   const exporter = start("exporter", ...plainNode([
     "--import",
     "tsx",
@@ -135,6 +150,8 @@ t.test("alerts reach Alertmanager's receiver exactly, and every dashboard query 
     String(exporterPort),
     "--log-level",
     "warn",
+    "--config",
+    exporterConfig,
     "--file",
     join(certs, "*.pem"),
   ]));
@@ -192,7 +209,7 @@ t.test("alerts reach Alertmanager's receiver exactly, and every dashboard query 
   await waitFor(
     "the first successful scrape of the exporter",
     60_000,
-    async () => (await instant('up{job="cert-expiry-exporter"} == 1')).length > 0 && (await instant("cert_expires_in_days")).length > 0,
+    async () => (await instant('up{job="cert-expiry-exporter"} == 1')).length > 0 && (await instant("cert_not_after_timestamp_seconds")).length > 0,
     prometheus,
   );
   await writeFile(join(dir, "prometheus.yml"), prometheusConfig([join(dir, "rules.yml")]));
@@ -202,7 +219,7 @@ t.test("alerts reach Alertmanager's receiver exactly, and every dashboard query 
 
   // --- the alerts that must reach the receiver ------------------------------------------------
   const key = (alert: { labels: Record<string, string> }): string =>
-    [alert.labels.alertname, alert.labels.name ?? alert.labels.fingerprint_sha256 ?? alert.labels.instance ?? "", alert.labels.severity].join(" | ");
+    [alert.labels.alertname, alert.labels.name ?? (alert.labels.ca === "true" ? alert.labels.subject_cn : alert.labels.instance) ?? "", alert.labels.severity].join(" | ");
   const expected = new Map<string, Record<string, string>>([
     [`CertificateExpired | ${expired} | critical`, { subject_cn: "expired.e2e.test", source: "file" }],
     [`CertificateExpiringCritical | ${critical} | critical`, { subject_cn: "critical.e2e.test", source: "file" }],
@@ -210,7 +227,7 @@ t.test("alerts reach Alertmanager's receiver exactly, and every dashboard query 
     [`CertificateRenewalOverdue | ${overdue} | warning`, { subject_cn: "overdue.e2e.test", source: "file" }],
     [`CertificateNotYetValid | ${future} | warning`, { subject_cn: "future.e2e.test", source: "file" }],
     [`CertificateReadErrors | ${broken} | warning`, { reason: "not_pem_or_der", source: "file" }],
-    [`CACertificateExpiringSoon | ${copiedFingerprint} | warning`, { subject_cn: "Copied Intermediate CA", ca: "true" }],
+    [`CACertificateExpiringSoon | Copied Intermediate CA | warning`, { subject_cn: "Copied Intermediate CA", ca: "true" }],
   ]);
   const firing = (): Map<string, WebhookAlert> => new Map(received.filter((alert) => alert.status === "firing").map((alert) => [key(alert), alert]));
   const receivedAll = async (): Promise<boolean> => [...expected.keys()].every((k) => firing().has(k));
@@ -241,8 +258,10 @@ t.test("alerts reach Alertmanager's receiver exactly, and every dashboard query 
     [],
     "nothing fired and resolved (no flapping)",
   );
-  const copies = got.get(`CACertificateExpiringSoon | ${copiedFingerprint} | warning`);
+  const copies = got.get(`CACertificateExpiringSoon | Copied Intermediate CA | warning`);
   t.match(copies?.annotations.description, "held in 3 location(s)", "the CA alert counts its three copies");
+  if (metrics.certificateFamilies.includes("cert_info")) t.match(copies?.annotations.description, `SHA-256 ${copiedFingerprint}`, "and names its fingerprint from cert_info");
+  else t.notMatch(copies?.annotations.description, "SHA-256", "without cert_info, no fingerprint");
 
   // Prometheus agrees: the same alerts are firing there, nothing else pending or firing.
   const active = await getJson<{ data: { alerts: { labels: Record<string, string>; state: string }[] } }>(`${api}/alerts`);
@@ -279,5 +298,11 @@ t.test("alerts reach Alertmanager's receiver exactly, and every dashboard query 
     }
   }
   t.ok(queries > 40, `${queries} panel queries ran`);
+
+  // --- Prometheus stored the selected families and nothing else ---------------------------------
+  for (const family of CERTIFICATE_FAMILY_NAMES) {
+    const stored = (await instant(`count(${family})`)).length > 0;
+    t.equal(stored, metrics.certificateFamilies.includes(family), `${family} ${stored ? "is" : "is not"} stored`);
+  }
   t.comment(`end to end: ${Date.now() - began} ms`);
-});
+}

@@ -276,7 +276,7 @@ t.test("serve listens where the environment says and stops cleanly on SIGTERM", 
     body = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => "");
     if (!body.includes("served.test")) await new Promise((resolve) => setTimeout(resolve, 200));
   }
-  t.match(body, /cert_expires_in_days\{source="file"[^}]*subject_cn="served.test"/, "serve is the default command");
+  t.match(body, /cert_not_after_timestamp_seconds\{source="file"[^}]*subject_cn="served.test"/, "serve is the default command");
   child.kill("SIGTERM");
   t.equal(await exited, 0);
 });

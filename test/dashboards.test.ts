@@ -13,6 +13,7 @@ import t from "tap";
 import YAML from "yaml";
 import { DASHBOARD_CONFIGMAP_DIR, ROOT, renderArtifacts } from "../scripts/gen-artifacts.js";
 import { EVENT_LOOP_SAMPLING_MS } from "../src/health.js";
+import { CERTIFICATE_FAMILY_NAMES, REQUIRED_FAMILIES } from "../src/series-selection.js";
 import { allPanels, readDashboards, substituteVariables } from "./helpers/grafana.js";
 import { tempDir } from "./helpers/polled-source.js";
 
@@ -81,6 +82,17 @@ for (const { file, dashboard } of dashboards) {
 const queriesOf = (file: string): { title: string; expr: string }[] =>
   allPanels(dashboards.find((d) => d.file === file)?.dashboard.panels ?? []).flatMap((panel) => (panel.targets ?? []).map((target) => ({ title: panel.title ?? "", expr: target.expr ?? "" })));
 
+t.test("panels and variables read no optional per-certificate family, so they work with the smallest metrics.certificateFamilies", async (t) => {
+  const optional = CERTIFICATE_FAMILY_NAMES.filter((name) => !REQUIRED_FAMILIES.includes(name));
+  for (const { file, dashboard } of dashboards) {
+    const texts = [...queriesOf(file).map(({ title, expr }) => ({ what: `"${title}"`, text: expr })), ...dashboard.templating.list.map((v) => ({ what: `variable ${v.name}`, text: v.definition ?? "" }))];
+    for (const { what, text } of texts) {
+      const read = optional.filter((name) => new RegExp(`\\b${name}\\b`).test(text));
+      t.same(read, [], `${file} ${what}: reads only families every selection exports`);
+    }
+  }
+});
+
 t.test("the overview shows each Kubernetes kind and the stale locations, the health dashboard the stale count", async (t) => {
   const overview = queriesOf("cert-expiry-overview.json");
   for (const source of ["configmap", "cabundle", "csr"]) {
@@ -89,10 +101,10 @@ t.test("the overview shows each Kubernetes kind and the stale locations, the hea
   }
   t.ok(overview.some((q) => /label_replace\(.*source="cabundle".*"kind", "\$1", "name"/.test(q.expr)), "caBundles are split by kind (the name's prefix) and object");
   t.ok(overview.some((q) => q.expr.includes("webhooks/(.*)")), "and by webhook");
-  t.ok(overview.some((q) => /count by \(key\) \(cert_expires_in_days\{[^}]*source="csr"/.test(q.expr)), "CSRs are counted by signer (the key)");
+  t.ok(overview.some((q) => /count by \(key\) \(\(\(cert_not_after_timestamp_seconds\{[^}]*source="csr"/.test(q.expr)), "CSRs are counted by signer (the key)");
   const stale = overview.filter((q) => q.expr.includes("cert_location_stale"));
   t.ok(stale.some((q) => q.expr.startsWith("count(cert_location_stale{")), "a count of stale locations");
-  t.ok(stale.some((q) => q.expr.includes("cert_expires_in_days") && q.expr.includes("and ignoring(index, subject_cn, issuer_cn, serial, ca) cert_location_stale")), "the last-known certificates of stale locations, with days left");
+  t.ok(stale.some((q) => q.expr.includes("cert_not_after_timestamp_seconds") && q.expr.includes("and ignoring(index, subject_cn, issuer_cn, serial, ca) cert_location_stale")), "the last-known certificates of stale locations, with days left");
   t.ok(queriesOf("cert-expiry-exporter-health.json").some((q) => q.expr.includes("cert_location_stale")), "the health dashboard counts stale locations");
 });
 
@@ -107,7 +119,7 @@ t.test("source filters take every value the exporter exports: no query or variab
     }
   }
   const overviewSource = dashboards.find((d) => d.file === "cert-expiry-overview.json")?.dashboard.templating.list.find((v) => v.name === "source");
-  t.match(overviewSource?.definition, "label_values(cert_expires_in_days{", "the overview's sources are those of every certificate series");
+  t.match(overviewSource?.definition, "label_values(cert_not_after_timestamp_seconds{", "the overview's sources are those of every certificate series");
 });
 
 t.test("every panel query is valid PromQL for promtool", async (t) => {

@@ -2,6 +2,7 @@ import t from "tap";
 import { Health } from "../src/health.js";
 import { Inventory } from "../src/inventory.js";
 import { MetricsRenderer, escapeLabelValue, negotiateFormat } from "../src/metrics.js";
+import { FULL_SELECTION } from "../src/series-selection.js";
 import { record } from "./helpers/records.js";
 
 /** A rendered body as text. */
@@ -10,7 +11,8 @@ const text = async (chunks: Promise<Buffer[]>): Promise<string> => Buffer.concat
 function setup() {
   const inventory = new Inventory();
   const health = new Health(inventory);
-  return { inventory, health, renderer: new MetricsRenderer(inventory, health) };
+  // Every family and label: this file is the spec of each one; test/series-selection.test.ts of the choice.
+  return { inventory, health, renderer: new MetricsRenderer(inventory, health, { selection: () => FULL_SELECTION }) };
 }
 
 /** The value of the one sample of `metric` whose label text contains every fragment. */

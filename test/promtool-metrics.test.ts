@@ -22,6 +22,7 @@ import { makeCert, makeChain } from "../scripts/certgen.js";
 import { DASHBOARD_DIR, ROOT, RULES_SOURCE } from "../scripts/gen-artifacts.js";
 import { Exporter } from "../src/app.js";
 import { validateConfig } from "../src/config.js";
+import { CERTIFICATE_FAMILY_NAMES, OPTIONAL_INFO_LABELS } from "../src/series-selection.js";
 import { createLogger } from "../src/log.js";
 import { record } from "./helpers/records.js";
 
@@ -74,7 +75,12 @@ async function scrapeEverything(t: Test, order: string[]): Promise<{ exporter: E
   await writeFile(join(dir, "odd.pem"), (await makeCert({ subject: 'CN=quote" back\\\\ line\\0A', notAfterDays: -1 })).pem);
   await writeFile(join(dir, "bad.pem"), "garbage");
   const exporter = await Exporter.create(
-    validateConfig({ listen: { address: "127.0.0.1", port: 0 }, sources: { files: [{ paths: [join(dir, "*.pem")] }] } }),
+    validateConfig({
+      listen: { address: "127.0.0.1", port: 0 },
+      // Every family and cert_info label, so that promtool sees them all.
+      metrics: { certificateFamilies: [...CERTIFICATE_FAMILY_NAMES], infoLabels: [...OPTIONAL_INFO_LABELS] },
+      sources: { files: [{ paths: [join(dir, "*.pem")] }] },
+    }),
     createLogger("silent"),
   );
   await exporter.serve();
