@@ -265,7 +265,7 @@ const discovery = z.strictObject({
     .prefault({}),
 });
 
-/** The per-certificate series sent to Prometheus: what every certificate costs its scraper (docs/metrics.md). */
+/** The per-certificate series sent to Prometheus: what every certificate costs its scraper (README.md, "Choosing the series"). */
 const metrics = z.strictObject({
   /** Per-certificate families; the two dates cannot be left out. */
   certificateFamilies: z

@@ -1,7 +1,7 @@
 /**
  * Which per-certificate series the exporter sends: the families, the heavy `cert_info` labels and
  * whether CA certificates are exported at all. Every certificate costs its scraper one series per
- * family in every scrape, so this is the knob of the Prometheus-side cost (docs/metrics.md).
+ * family in every scrape, so this is the knob of the Prometheus-side cost (README.md, "Choosing the series").
  */
 
 /** Every per-certificate family, in the order they are exposed. */
@@ -25,7 +25,7 @@ export const REQUIRED_FAMILIES: readonly CertificateFamilyName[] = ["cert_not_af
  * Three series per certificate: the two dates, which Prometheus stores almost for free since they
  * do not change between scrapes, and `cert_info` for the fingerprint and key. `cert_expires_in_days`
  * and `cert_expired` are derived from notAfter and change every scrape; they are there for
- * dashboards and queries written against them (docs/metrics.md has the measurements).
+ * dashboards and queries written against them (README.md, "Choosing the series", has the measurements).
  */
 export const DEFAULT_FAMILIES: readonly CertificateFamilyName[] = [...REQUIRED_FAMILIES, "cert_info"];
 
