@@ -4,6 +4,8 @@ export interface BenchRow {
   value: number;
   unit: string;
   baseline?: string;
+  /** Lowest and highest of the runs `value` is the median of. */
+  range?: [number, number];
 }
 
 function formatValue(value: number): string {
@@ -17,7 +19,8 @@ export function printTable(title: string, rows: BenchRow[]): void {
   const lines = rows.map((r) => {
     const base = r.baseline === undefined ? undefined : byName.get(r.baseline);
     const ratio = base && base.value > 0 && base.unit === r.unit ? `${(r.value / base.value).toFixed(2)}x ${base.name}` : "";
-    return [r.name, formatValue(r.value), r.unit, ratio];
+    const range = r.range ? `(${formatValue(r.range[0])}–${formatValue(r.range[1])})` : "";
+    return [r.name, formatValue(r.value), r.unit, [range, ratio].filter(Boolean).join("  ")];
   });
   const widths = [0, 1, 2].map((i) => Math.max(...lines.map((l) => l[i]!.length), 0));
   console.log(`\n${title}`);

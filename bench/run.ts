@@ -8,6 +8,7 @@ import { benchHostile } from "./hostile.js";
 import { benchParse } from "./parse.js";
 import { benchRender } from "./render.js";
 import { benchSecrets } from "./secrets.js";
+import { benchStartup, STARTUP_TITLE } from "./startup.js";
 import { printTable, type BenchRow } from "./report.js";
 
 const BENCHES: Record<string, { title: string; run: () => Promise<BenchRow[]> }> = {
@@ -17,6 +18,7 @@ const BENCHES: Record<string, { title: string; run: () => Promise<BenchRow[]> }>
   configmaps: { title: CONFIGMAPS_TITLE, run: () => benchConfigMaps() },
   hostile: { title: "Hostile input: decode time on the event loop, the decode pool, /healthz while hostile files are re-read", run: benchHostile },
   endpoints: { title: "TLS probes: 1,000 endpoints, ours (on the image's Node, then this machine's) and blackbox_exporter", run: () => benchEndpoints() },
+  startup: { title: STARTUP_TITLE, run: benchStartup },
   idle: { title: "Idle: CPU and wake-ups without a request, ours (on the image's Node, then this machine's) and blackbox_exporter", run: async () => (await import("./idle.js")).benchIdle() },
 };
 

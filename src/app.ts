@@ -7,9 +7,8 @@ import { Health } from "./health.js";
 import { Inventory } from "./inventory.js";
 import type { SourceKind } from "./model.js";
 import { createLogger, type Logger } from "./log.js";
-import { buildServer } from "./server.js";
 import { resolveShard } from "./shard.js";
-import { EndpointSource } from "./sources/endpoints.js";
+import type { EndpointSource } from "./sources/endpoints.js";
 import { SOURCE_SLOTS, createSource, createSourceSlots, sourceSettings, type SourceSlot } from "./sources/index.js";
 import { SourceContext, type Source } from "./sources/source.js";
 import { VERSION } from "./version.js";
@@ -147,6 +146,8 @@ export class Exporter {
    */
   async serve(plugins: readonly FastifyPluginAsync[] = []): Promise<string> {
     const { listen, http, limits } = this.#config;
+    // Fastify and the renderer load here, so that `check` never loads them.
+    const { buildServer } = await import("./server.js");
     const server = buildServer({ inventory: this.inventory, health: this.health, log: this.log, http, maxLabelValueLength: limits.maxLabelValueLength, selection: () => this.#config.metrics, web: this.#web });
     this.#server = server;
     for (const plugin of plugins) await server.register(plugin);
@@ -194,8 +195,9 @@ export class Exporter {
     for (const slot of [...changed].reverse()) replacements.set(slot, await createSource(slot, applied, this.#newContext()));
     for (const slot of changed) await this.#replace(slot, replacements.get(slot));
     const updated = [...changed];
-    const endpoints = this.#sources.get("endpoints");
-    if (!changed.includes("endpoints") && endpoints instanceof EndpointSource && !isDeepStrictEqual(current.sources.endpoints, applied.sources.endpoints)) {
+    // What createSource puts in this slot; its module is loaded only when the slot is on.
+    const endpoints = this.#sources.get("endpoints") as EndpointSource | undefined;
+    if (!changed.includes("endpoints") && endpoints && !isDeepStrictEqual(current.sources.endpoints, applied.sources.endpoints)) {
       endpoints.setStaticTargets(applied.sources.endpoints);
       updated.push("endpoints");
     }

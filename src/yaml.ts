@@ -3,7 +3,15 @@
  * library's own duplicate-key check compares every key with every other (quadratic in a large
  * mapping), so it is off and duplicates are found here with one Set per mapping; aliases are capped.
  */
-import { parseDocument, visit } from "yaml";
+import { createRequire } from "node:module";
+import type * as Yaml from "yaml";
+
+/**
+ * The yaml library, loaded on first use: `check --file` and a file-only `serve` never parse YAML.
+ * It is CommonJS under Node, so require() returns the very module an import would.
+ */
+let library: typeof Yaml | undefined;
+const yaml = (): typeof Yaml => (library ??= createRequire(import.meta.url)("yaml") as typeof Yaml);
 
 /** A YAML problem, named by its code and line; never quotes the text (a kubeconfig holds secrets). */
 export class YamlError extends Error {
@@ -29,13 +37,14 @@ function lineOf(text: string, offset: number): number {
 export function loadYaml(text: string): unknown {
   let doc;
   try {
-    doc = parseDocument(text, { prettyErrors: false, uniqueKeys: false });
+    doc = yaml().parseDocument(text, { prettyErrors: false, uniqueKeys: false });
   } catch (err) {
     throw new YamlError("PARSE_FAILED", `cannot be parsed (${(err as Error).name})`);
   }
   const error = doc.errors[0];
   if (error) throw new YamlError(error.code, `${error.code} at line ${lineOf(text, error.pos[0])}`);
   let duplicate: { key: string; offset: number } | undefined;
+  const { visit } = yaml();
   visit(doc, {
     Map(_key, map) {
       const seen = new Set<unknown>();

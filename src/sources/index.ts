@@ -1,6 +1,5 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Config } from "../config.js";
-import { EndpointSource } from "./endpoints.js";
 import { FileSource } from "./files.js";
 import { KubeconfigSource } from "./kubeconfig.js";
 import type { Source, SourceContext } from "./source.js";
@@ -54,7 +53,8 @@ async function clientConfig(config: Config): Promise<KubeConfig> {
  * The source of one slot, or undefined when the configuration leaves it off. Only the Kubernetes
  * sources can fail to be built (a client configuration that does not load: a ConfigError). The
  * Kubernetes client (about 70 MiB and a second of start-up) is loaded only when one of them is on,
- * so a file-only `check` in a pipeline starts without it.
+ * and the prober (p-limit, node:tls) only when endpoints are, so a file-only `check` in a pipeline
+ * starts without them.
  */
 export async function createSource(slot: SourceSlot, config: Config, ctx: SourceContext): Promise<Source | undefined> {
   if (sourceSettings(slot, config) === undefined) return undefined;
@@ -85,6 +85,7 @@ export async function createSource(slot: SourceSlot, config: Config, ctx: Source
       // Discovery alone: the Secrets source is a slot of its own.
       const withoutSecrets = { ...config, sources: { ...sources, secrets: { ...sources.secrets, enabled: false } } };
       const found = discovering(config) ? (await import("./kubernetes.js")).kubernetesSources(withoutSecrets, ctx).discovery : undefined;
+      const { EndpointSource } = await import("./endpoints.js");
       const { timeout, connectTimeout, concurrency, jitter } = config.probe;
       const options = { intervalSeconds: intervals.endpoints, jitter, concurrency, timeout, connectTimeout, maxFileSize };
       return new EndpointSource(sources.endpoints, options, ctx, found);
