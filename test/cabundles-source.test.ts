@@ -394,7 +394,7 @@ t.test("403 on one kind: its refusal location; its certificates kept, stale; the
   const body = Buffer.concat(await h.renderer.renderCertificates()).toString("utf8");
   t.match(body, 'cert_location_stale{source="cabundle",namespace="",name="APIService/v1beta0.metrics.example.com",key="spec.caBundle"} 1');
   t.match(body, 'cert_read_errors{source="cabundle",namespace="",name="",key="apiservices",reason="forbidden"} 1');
-  t.match(body, /cert_expires_in_days\{source="cabundle",namespace="",name="APIService\/v1beta0\.metrics\.example\.com"/, "its certificate series are still exported");
+  t.match(body, /cert_not_after_timestamp_seconds\{source="cabundle",namespace="",name="APIService\/v1beta0\.metrics\.example\.com"/, "its certificate series are still exported");
 
   // The other kinds go on.
   validating(h.api, "late", [{ name: "late.example.com", caBundle: b64(pool[6]!.pem) }]);

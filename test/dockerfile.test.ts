@@ -231,7 +231,7 @@ t.test("the compiled output starts with plain node, as the image starts it", asy
   const healthz = await fetch(`${base}/healthz`);
   t.equal(healthz.status, 200, "/healthz");
   const metrics = await (await fetch(`${base}/metrics`)).text();
-  t.match(metrics, new RegExp(`cert_expires_in_days\\{[^}]*source="file"[^}]*name="${certPath.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}"`), "the certificate file is exported");
+  t.match(metrics, new RegExp(`cert_not_after_timestamp_seconds\\{[^}]*source="file"[^}]*name="${certPath.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}"`), "the certificate file is exported");
   t.match(metrics, `cert_expiry_exporter_build_info{version="${pkg.version}"`, "the version is read from package.json next to dist/");
 
   child.kill("SIGTERM");
