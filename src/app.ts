@@ -12,7 +12,7 @@ import type { EndpointSource } from "./sources/endpoints.js";
 import { SOURCE_SLOTS, createSource, createSourceSlots, sourceSettings, type SourceSlot } from "./sources/index.js";
 import { SourceContext, type Source } from "./sources/source.js";
 import { VERSION } from "./version.js";
-import { withServingCertificate, type WebConfig } from "./web-config.js";
+import type { WebConfig } from "./web-config.js";
 
 /** Share of http.shutdownTimeout that requests in flight get to finish; the rest is for closing and exiting. */
 const SHUTDOWN_GRACE_SHARE = 0.75;
@@ -49,6 +49,11 @@ const LISTEN_FAILURES: Record<string, string> = {
 function listenFailure(err: unknown, { address, port }: Config["listen"]): unknown {
   const reason = LISTEN_FAILURES[(err as NodeJS.ErrnoException | undefined)?.code ?? ""];
   return reason ? new ConfigError(`cannot listen on ${address.includes(":") ? `[${address}]` : address}:${port}: ${reason}`) : err;
+}
+
+/** With --web.config.file, its serving certificate among the files; its module (a schema of its own) loads only then. */
+async function withWeb(config: Config, web: WebConfig | undefined): Promise<Config> {
+  return web ? (await import("./web-config.js")).withServingCertificate(config, web) : config;
 }
 
 /** A source whose one-off scan could not read anything at all, and why. */
@@ -88,7 +93,7 @@ export class Exporter {
 
   /** Builds the exporter and the sources its configuration turns on. */
   static async create(config: Config, log: Logger = createLogger(config.logLevel, config.logFormat), web?: WebConfig): Promise<Exporter> {
-    if (web) config = withServingCertificate(config, web);
+    config = await withWeb(config, web);
     const inventory = new Inventory();
     const health = new Health(inventory);
     const { limits } = config;
@@ -177,8 +182,7 @@ export class Exporter {
    * before anything has changed. Calls run one after another.
    */
   reconfigure(next: Config): Promise<Reconfiguration> {
-    if (this.#web) next = withServingCertificate(next, this.#web);
-    const run = this.#reconfiguring.then(() => this.#reconfigure(next));
+    const run = this.#reconfiguring.then(async () => this.#reconfigure(await withWeb(next, this.#web)));
     this.#reconfiguring = run.catch(() => undefined);
     return run;
   }

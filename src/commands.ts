@@ -5,7 +5,6 @@ import { ConfigError, loadConfig, type ConfigOverrides } from "./config.js";
 import { EXIT_CODES, type ExitCode } from "./exit-codes.js";
 import { parseListenAddress, type ListenAddress } from "./listen-address.js";
 import { VERSION } from "./version.js";
-import { loadWebConfig } from "./web-config.js";
 
 export const PROGRAM = "cert-expiry-exporter";
 const ENV_PREFIX = "CERT_EXPIRY_EXPORTER_";
@@ -136,7 +135,7 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
   const load = () => loadConfig(options.config, { ...overrides(options), ...listen.overrides });
   const config = load();
   const webConfigFile = options["web.config.file"];
-  const web = webConfigFile === undefined ? undefined : loadWebConfig(webConfigFile);
+  const web = webConfigFile === undefined ? undefined : (await import("./web-config.js")).loadWebConfig(webConfigFile);
   const [{ Exporter }, { ConfigReloader, reloadRoute }] = await Promise.all([loadApp(), loadReload()]);
   const exporter = await Exporter.create(config, undefined, web);
   if (listen.ignoredLegacyPort !== undefined) {

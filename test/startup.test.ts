@@ -54,6 +54,8 @@ t.test("check --file loads neither the Kubernetes client, the HTTP server, the p
   // The record sees packages loaded both ways: zod is ES modules, prom-client CommonJS.
   for (const name of ["commander", "zod", "prom-client", "pino"]) t.ok(loaded.has(name), `${name} is loaded`);
   for (const name of OPTIONAL) t.notOk(loaded.has(name), `${name} is not loaded`);
+  const record = await readFile(file, "utf8");
+  for (const module of ["server.js", "web-config.js", "sources/endpoints.js"]) t.notOk(record.includes(`/dist/${module}`), `${module} is not loaded`);
 });
 
 t.test("check with a configuration file and a Kubernetes source loads yaml and the Kubernetes client, still no HTTP server", async (t) => {
