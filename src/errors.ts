@@ -26,6 +26,8 @@ export const READ_ERROR_REASONS = {
   tls_error: "the TLS handshake failed",
   not_tls: "the peer answered with something other than TLS (plain HTTP, another protocol)",
   client_cert_required: "the server demanded a client certificate and none was configured, or it refused the one configured",
+  proxy_error: "the HTTP proxy refused or failed the CONNECT to the endpoint (its status is in the message), or did not answer as a proxy",
+  starttls_error: "the server refused the STARTTLS upgrade, or answered the exchange before it in a way the protocol does not allow",
 } as const;
 
 export type ReadErrorReason = keyof typeof READ_ERROR_REASONS;

@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import t, { type Test } from "tap";
 import { makeCert, makeChain, privateKeyPem, type Issued } from "../scripts/certgen.js";
-import { parseServerFlight, probeTls, tlsContext, type TlsProbeOptions, type TlsProbeResult } from "../src/probe/tls.js";
+import { probeTls, tlsContext, type TlsProbeOptions, type TlsProbeResult } from "../src/probe/tls.js";
+import { parseServerFlight } from "../src/probe/wire-tap.js";
 import {
   blackholePort,
   closeAfterServerHello,
