@@ -7,14 +7,14 @@ import { benchEndpoints } from "./endpoints.js";
 import { benchHostile } from "./hostile.js";
 import { benchParse } from "./parse.js";
 import { benchRender } from "./render.js";
-import { benchSecrets } from "./secrets.js";
+import { benchSecrets, SECRETS_TITLE } from "./secrets.js";
 import { benchStartup, STARTUP_TITLE } from "./startup.js";
 import { printTable, type BenchRow } from "./report.js";
 
 const BENCHES: Record<string, { title: string; run: () => Promise<BenchRow[]> }> = {
   parse: { title: "Parse throughput (1,000 certificates)", run: benchParse },
   render: { title: "/metrics render", run: benchRender },
-  secrets: { title: "Secrets source: 20,000 TLS Secrets over HTTPS, on the image's Node with the deployed V8 flags", run: () => benchSecrets() },
+  secrets: { title: SECRETS_TITLE, run: () => benchSecrets() },
   configmaps: { title: CONFIGMAPS_TITLE, run: () => benchConfigMaps() },
   hostile: { title: "Hostile input: decode time on the event loop, the decode pool, /healthz while hostile files are re-read", run: benchHostile },
   endpoints: { title: "TLS probes: 1,000 endpoints, ours (on the image's Node, then this machine's) and blackbox_exporter", run: () => benchEndpoints() },

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { CertReadError } from "./errors.js";
+import { parseProxyUrl } from "./probe/proxy.js";
 import { readFileBounded } from "./read-bounded.js";
 import { CERTIFICATE_FAMILY_NAMES, DEFAULT_FAMILIES, OPTIONAL_INFO_LABELS, REQUIRED_FAMILIES } from "./series-selection.js";
 import { YamlError, loadYaml } from "./yaml.js";
@@ -104,6 +105,18 @@ const shard = z
   })
   .refine((s) => s.index === undefined || s.index < s.count, { message: "must be below shard.count", path: ["index"] });
 
+/** `http://[user:password@]host[:port]`: an HTTP CONNECT proxy the probe goes through. */
+const proxyUrl = z
+  .string()
+  .max(2048)
+  .superRefine((value, ctx) => {
+    try {
+      parseProxyUrl(value);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+    }
+  });
+
 const endpointTarget = z.strictObject({
   /** host:port, [v6]:port */
   address: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):\d{1,5}$/, "expected host:port or [ipv6]:port"),
@@ -112,6 +125,7 @@ const endpointTarget = z.strictObject({
   certFile: pathPattern.optional(),
   keyFile: pathPattern.optional(),
   timeout: duration(0.1, 5 * MINUTE).optional(),
+  proxyUrl: proxyUrl.optional(),
 });
 
 /** How Kubernetes is reached, and how its list-and-watch loops behave; shared by every Kubernetes source. */

@@ -145,7 +145,7 @@ export class ParseCache {
     this.#misses++;
     let entry: Entry;
     try {
-      entry = { records: Object.freeze(parseCertificates(bytes, format, options)) };
+      entry = { records: Object.freeze(exactly(parseCertificates(bytes, format, options))) };
     } catch (err) {
       if (!(err instanceof CertReadError)) throw err;
       entry = { error: err };
@@ -153,6 +153,17 @@ export class ParseCache {
     this.#entries.set(key, entry);
     return unwrap(entry);
   }
+}
+
+/**
+ * The records in an array of their own length. The parser collects them with push, which gives an
+ * array room for 17 elements from the first one (152 bytes where one or two need 24 or 32); the
+ * inventory then keeps that array for as long as the location lives: 7.6 MiB of unused slots for
+ * 20,000 TLS Secrets, 38 MiB for 100,000 (bench/secrets.ts, heap snapshot). slice() copies into
+ * an exactly sized array.
+ */
+function exactly(records: CertRecord[]): CertRecord[] {
+  return records.slice();
 }
 
 function unwrap(entry: Entry): readonly CertRecord[] {

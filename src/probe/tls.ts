@@ -22,26 +22,8 @@ import { isIP, Socket, connect as netConnect } from "node:net";
 import { checkServerIdentity, connect as tlsConnect, createSecureContext, rootCertificates, TLSSocket, type SecureContext } from "node:tls";
 import type { ReadErrorReason } from "../errors.js";
 import type { EndpointProbe } from "../model.js";
+import { PreludeError, type Prelude } from "./prelude.js";
 import { WireTap } from "./wire-tap.js";
-
-/**
- * A conversation on the plain TCP connection before the TLS handshake: the HTTP CONNECT of a proxy,
- * the STARTTLS exchange of a mail, directory or database protocol. It resolves once the socket is
- * ready for the next step, having consumed exactly the bytes of its own exchange, and rejects with
- * a {@link PreludeError}. It must give up when `signal` aborts: the probe's deadline has passed.
- */
-export type Prelude = (socket: Socket, signal: AbortSignal) => Promise<void>;
-
-/** Why a prelude failed, as the probe's read-error reason. */
-export class PreludeError extends Error {
-  readonly reason: ReadErrorReason;
-
-  constructor(reason: ReadErrorReason, message: string) {
-    super(message);
-    this.name = "PreludeError";
-    this.reason = reason;
-  }
-}
 
 export interface TlsProbeOptions {
   /** A DNS name or an IP literal (IPv6 without brackets). */

@@ -8,11 +8,12 @@ import { CertReadError, toReadError } from "../errors.js";
 import type { SourceHealth } from "../health.js";
 import { locationId, type EndpointProbe, type Location } from "../model.js";
 import { probeTls, tlsContext } from "../probe/tls.js";
+import { transportFor, type TransportSettings } from "../probe/transport.js";
 import { readFileBounded } from "../read-bounded.js";
 import type { Source, SourceContext } from "./source.js";
 
-/** One endpoint to probe, from the configuration or from discovery. */
-export interface ProbeTarget {
+/** One endpoint to probe, from the configuration or from discovery; its protocol and proxy are its transport. */
+export interface ProbeTarget extends TransportSettings {
   /** The location's namespace: "" for static targets, the discovered object's namespace otherwise. */
   namespace: string;
   /** `host:port` (`[v6]:port`) the endpoint is known by: the location's name. */
@@ -88,6 +89,7 @@ function fromConfig(target: EndpointTarget): ProbeTarget {
   if (target.certFile) out.certFile = target.certFile;
   if (target.keyFile) out.keyFile = target.keyFile;
   if (target.timeout) out.timeout = target.timeout;
+  if (target.proxyUrl) out.proxyUrl = target.proxyUrl;
   return out;
 }
 
@@ -313,6 +315,7 @@ export class EndpointSource implements Source {
     const result = await probeTls({
       host,
       port,
+      ...transportFor(target, host, port),
       serverName: target.serverName ?? nameHost,
       ...(secureContext ? { secureContext } : {}),
       connectTimeoutMs: Math.min(this.#options.connectTimeout * 1000, timeoutMs),
