@@ -53,6 +53,17 @@ const BASIC_AUTH_CHALLENGE = 'Basic realm="cert-expiry-exporter", charset="UTF-8
 /** The status page has an inline <style> and nothing else: no scripts, no external assets, no frames. */
 const STATUS_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
+/** A route given a schema fails when it is added, naming why. */
+function noSchemas(): never {
+  throw new Error("the exporter's routes take no schemas: their compilers are not loaded (NO_SCHEMA_COMPILERS)");
+}
+
+/**
+ * No route declares a schema, so Fastify's default schema compilers (ajv and fast-json-stringify,
+ * about as much code as Fastify itself) would be loaded at every start for nothing.
+ */
+const NO_SCHEMA_COMPILERS = { compilersFactory: { buildValidator: () => noSchemas, buildSerializer: () => noSchemas } };
+
 /** Seconds a /metrics response may take: the scraper's own timeout plus a margin, never more than `limit`. */
 export function scrapeDeadlineSeconds(scraperTimeout: string | string[] | undefined, limit: number): number {
   const seconds = typeof scraperTimeout === "string" ? Number(scraperTimeout) : Number.NaN;
@@ -115,6 +126,7 @@ export function buildServer({ inventory, health, log, http, maxLabelValueLength,
     connectionTimeout: http.scrapeTimeout * 1000 + IDLE_SOCKET_MARGIN_MS,
     // close() drops idle keep-alive connections at once; Exporter.close cuts the rest at its deadline.
     forceCloseConnections: "idle",
+    schemaController: NO_SCHEMA_COMPILERS,
   });
   app.server.maxConnections = http.maxConnections;
   const renderer = new MetricsRenderer(inventory, health, { maxLabelValueLength, selection });
