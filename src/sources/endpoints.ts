@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { isIP } from "node:net";
 import type { SecureContext } from "node:tls";
 import pLimit, { type LimitFunction } from "p-limit";
+import type { ParseCache } from "../certs/cache.js";
 import type { CertRecord } from "../certs/record.js";
 import type { EndpointTarget } from "../config.js";
 import { CertReadError, toReadError } from "../errors.js";
@@ -151,7 +152,7 @@ export class EndpointSource implements Source {
   readonly #limit: LimitFunction;
   readonly #lists = new Map<TargetProvider, readonly ProbeTarget[]>();
   readonly #targets = new Map<string, TargetState>();
-  readonly #contexts = new Map<string, SecureContext>();
+  readonly #trust = new SecureContexts();
   /** Trust material as read in the current cycle, by the target's files: read once per cycle, not per probe. */
   readonly #cycleContexts = new Map<string, Promise<SecureContext | undefined>>();
   #timer: NodeJS.Timeout | undefined;
@@ -301,9 +302,6 @@ export class EndpointSource implements Source {
 
   async #probeNow(state: TargetState, signal: AbortSignal): Promise<void> {
     const { target, location } = state;
-    const timeoutMs = (target.timeout ?? this.#options.timeout) * 1000;
-    const { host: nameHost, port: namePort } = splitHostPort(target.address);
-    const { host, port } = target.connectTo ? splitHostPort(target.connectTo, namePort) : { host: nameHost, port: namePort };
     let secureContext: SecureContext | undefined;
     try {
       secureContext = await this.#secureContext(target);
@@ -312,29 +310,10 @@ export class EndpointSource implements Source {
       this.#publish(state, signal, error, failedProbe(error));
       return;
     }
-    const result = await probeTls({
-      host,
-      port,
-      ...transportFor(target, host, port),
-      serverName: target.serverName ?? nameHost,
-      ...(secureContext ? { secureContext } : {}),
-      connectTimeoutMs: Math.min(this.#options.connectTimeout * 1000, timeoutMs),
-      timeoutMs,
-      signal,
-    });
-    const records: CertRecord[] = [];
-    let parseError: CertReadError | undefined;
-    for (const der of result.certificates) {
-      try {
-        records.push(...this.#ctx.cache.parse(der, "der"));
-      } catch (err) {
-        parseError ??= toReadError(err, "corrupt_certificate");
-      }
-    }
-    if (parseError) this.#ctx.log.warn({ ...location, sourceName: this.name, reason: parseError.reason }, "a presented certificate does not parse");
-    if (records.length > 0) this.#publish(state, signal, records, result.probe);
-    else if (result.error) this.#publish(state, signal, new CertReadError(result.error.reason, result.error.message), result.probe);
-    else this.#publish(state, signal, parseError ?? new CertReadError("tls_error", "no certificate was presented"), result.probe);
+    const timeoutMs = (target.timeout ?? this.#options.timeout) * 1000;
+    const outcome = await probeEndpoint(target, this.#ctx.cache, { secureContext, timeoutMs, connectTimeoutMs: this.#options.connectTimeout * 1000, signal });
+    if (outcome.parseError) this.#ctx.log.warn({ ...location, sourceName: this.name, reason: outcome.parseError.reason }, "a presented certificate does not parse");
+    this.#publish(state, signal, outcome.found, outcome.probe);
   }
 
   /** Publishes unless the target went away (or was replaced) while it was probed. */
@@ -345,7 +324,7 @@ export class EndpointSource implements Source {
 
   /** The trust anchors and client certificate of a target; undefined for the default (system roots only). */
   #secureContext(target: ProbeTarget): Promise<SecureContext | undefined> {
-    if (!target.caFile && !target.caPem?.length && !target.certFile && !target.keyFile) return Promise.resolve(undefined);
+    if (!needsSecureContext(target)) return Promise.resolve(undefined);
     const files = JSON.stringify([target.caFile, target.certFile, target.keyFile, target.caPem, target.caOnly]);
     let context = this.#cycleContexts.get(files);
     if (!context) {
@@ -357,7 +336,29 @@ export class EndpointSource implements Source {
 
   /** Reads a target's files and returns the context for their contents, built once per distinct content. */
   async #loadSecureContext(target: ProbeTarget): Promise<SecureContext> {
-    const read = (path: string) => readFileBounded(path, this.#options.maxFileSize);
+    return this.#trust.load(target, this.#options.maxFileSize);
+  }
+}
+
+/** The trust settings of a target: what its secure context is built from. */
+export type TrustSettings = Pick<ProbeTarget, "caFile" | "caPem" | "caOnly" | "certFile" | "keyFile">;
+
+/** True when a target needs a secure context of its own: it names CAs or a client certificate. */
+export function needsSecureContext(target: TrustSettings): boolean {
+  return Boolean(target.caFile || target.caPem?.length || target.certFile || target.keyFile);
+}
+
+/**
+ * Secure contexts by the content of the files they are built from: building one (the system roots
+ * plus a CA) costs milliseconds, so targets sharing a CA share a context, and a renewed file gets a
+ * new one. At most MAX_CONTEXTS are kept.
+ */
+export class SecureContexts {
+  readonly #contexts = new Map<string, SecureContext>();
+
+  /** Reads the files (each up to `maxFileSize`) now; throws a CertReadError when one cannot be read. */
+  load(target: TrustSettings, maxFileSize: number): SecureContext {
+    const read = (path: string) => readFileBounded(path, maxFileSize);
     const ca = [...(target.caPem ?? [])];
     if (target.caFile) ca.push(read(target.caFile).toString("utf8"));
     const cert = target.certFile ? read(target.certFile) : undefined;
@@ -375,8 +376,62 @@ export class EndpointSource implements Source {
   }
 }
 
-/** The facts of a probe that could not start (its CA or client certificate did not load). */
-function failedProbe(error: CertReadError): EndpointProbe {
+/** What one probe of a target found: its certificates or why there are none, and the probe's facts. */
+export interface EndpointOutcome {
+  /** What the location holds: the presented certificates that parse, or the read error. */
+  found: CertRecord[] | CertReadError;
+  probe: EndpointProbe;
+  /** The first presented certificate that did not parse, when one did not (the others are kept). */
+  parseError?: CertReadError;
+}
+
+export interface EndpointProbeOptions {
+  /** The target's CAs and client certificate; the system roots alone when absent. */
+  secureContext?: SecureContext | undefined;
+  /** The overall deadline of the probe. */
+  timeoutMs: number;
+  /** Time allowed for DNS and TCP connect; never more than `timeoutMs`. */
+  connectTimeoutMs: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Probes one target and parses what it presented, through the shared parse cache: the one path of
+ * the endpoint source and of /probe. It connects to `connectTo` when set (else the target's own
+ * host), through the target's transport (proxy, STARTTLS), and checks the server name (default the
+ * host of `address`). Never throws.
+ */
+export async function probeEndpoint(target: ProbeTarget, cache: ParseCache, options: EndpointProbeOptions): Promise<EndpointOutcome> {
+  const { host: nameHost, port: namePort } = splitHostPort(target.address);
+  const { host, port } = target.connectTo ? splitHostPort(target.connectTo, namePort) : { host: nameHost, port: namePort };
+  const result = await probeTls({
+    host,
+    port,
+    ...transportFor(target, host, port),
+    serverName: target.serverName ?? nameHost,
+    ...(options.secureContext ? { secureContext: options.secureContext } : {}),
+    connectTimeoutMs: Math.min(options.connectTimeoutMs, options.timeoutMs),
+    timeoutMs: options.timeoutMs,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  const records: CertRecord[] = [];
+  let parseError: CertReadError | undefined;
+  for (const der of result.certificates) {
+    try {
+      records.push(...cache.parse(der, "der"));
+    } catch (err) {
+      parseError ??= toReadError(err, "corrupt_certificate");
+    }
+  }
+  let found: CertRecord[] | CertReadError;
+  if (records.length > 0) found = records;
+  else if (result.error) found = new CertReadError(result.error.reason, result.error.message);
+  else found = parseError ?? new CertReadError("tls_error", "no certificate was presented");
+  return { found, probe: result.probe, ...(parseError ? { parseError } : {}) };
+}
+
+/** The facts of a probe that could not start (its CA or client certificate did not load, its host name did not resolve). */
+export function failedProbe(error: CertReadError): EndpointProbe {
   return {
     success: false,
     chainVerified: false,

@@ -72,6 +72,17 @@ function overLimit(records: readonly CertRecord[], limits: ReadLimits): CertRead
   return undefined;
 }
 
+/**
+ * What a location holds once its result is in: the records, or the read error (the limits' own when
+ * the records exceed them), with the location's other facts. Every source's results and every /probe
+ * answer pass here.
+ */
+export function locationUpdate(found: readonly CertRecord[] | CertReadError, limits: ReadLimits, extra: Omit<LocationUpdate, "certificates" | "error"> = {}): LocationUpdate {
+  const result = found instanceof CertReadError ? found : (overLimit(found, limits) ?? found);
+  if (result instanceof CertReadError) return { ...extra, certificates: [], error: { reason: result.reason, message: result.message } };
+  return { ...extra, certificates: result };
+}
+
 /** What every source is handed: the inventory, the shared parse cache, health and a logger. */
 export class SourceContext {
   readonly inventory: Inventory;
@@ -109,19 +120,18 @@ export class SourceContext {
 
   /** Publishes the certificates found at a location, or the error that stopped them being read. */
   publish(location: Location, found: readonly CertRecord[] | CertReadError, extra: Omit<LocationUpdate, "certificates" | "error"> = {}): void {
-    const result = found instanceof CertReadError ? found : (overLimit(found, this.limits) ?? found);
+    const update = locationUpdate(found, this.limits, extra);
     const id = locationId(location);
-    if (result instanceof CertReadError) {
-      if (this.#loggedReason.get(id) !== result.reason) {
-        this.#loggedReason.set(id, result.reason);
-        this.health.readError(location.source, result.reason);
-        this.log.warn({ ...location, reason: result.reason, err: result.message }, "cannot read certificates");
+    if (update.error) {
+      if (this.#loggedReason.get(id) !== update.error.reason) {
+        this.#loggedReason.set(id, update.error.reason);
+        this.health.readError(location.source, update.error.reason);
+        this.log.warn({ ...location, reason: update.error.reason, err: update.error.message }, "cannot read certificates");
       }
-      this.inventory.replace(location, { ...extra, certificates: [], error: { reason: result.reason, message: result.message } });
-      return;
+    } else if (this.#loggedReason.delete(id)) {
+      this.log.info({ ...location }, "certificates readable again");
     }
-    if (this.#loggedReason.delete(id)) this.log.info({ ...location }, "certificates readable again");
-    this.inventory.replace(location, { ...extra, certificates: result });
+    this.inventory.replace(location, update);
   }
 
   /**
