@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import type { SecureVersion } from "node:tls";
 import t, { type Test } from "tap";
 import { makeCert, makeChain, privateKeyPem, type Issued } from "../scripts/certgen.js";
 import { probeTls, tlsContext, type TlsProbeOptions, type TlsProbeResult } from "../src/probe/tls.js";
@@ -173,50 +174,83 @@ t.test("a DNS name that does not resolve: dns_error", async (t) => {
   assertFailure(t, result, "dns_error");
 });
 
-async function faultyLeaf(t: Test, spec: Parameters<typeof makeCert>[0], withIntermediate = true): Promise<{ result: TlsProbeResult; cert: Issued }> {
+async function faultyLeaf(t: Test, spec: Parameters<typeof makeCert>[0], maxVersion: SecureVersion, withIntermediate = true): Promise<{ result: TlsProbeResult; cert: Issued }> {
   const cert = await makeCert(spec);
   const chain = withIntermediate ? cert.pem + intermediate.pem : cert.pem;
-  const server = await serve(t, tlsServer({ cert: chain, key: await privateKeyPem(cert) }));
+  const server = await serve(t, tlsServer({ cert: chain, key: await privateKeyPem(cert), maxVersion }));
   const result = await probe(server, { secureContext: ca, serverName: "localhost" });
   return { result, cert };
 }
 
-t.test("an expired leaf is still exported", async (t) => {
-  const { result, cert } = await faultyLeaf(t, { cn: "localhost", issuer: intermediate, sans: ["localhost"], notBeforeDays: -30, notAfterDays: -1 });
-  t.match(result.probe, { success: true, chainVerified: false, verifyError: "CERT_HAS_EXPIRED", hostnameMatch: true });
-  t.equal(fingerprint(result.certificates[0] as Buffer), fingerprint(cert));
-  t.equal(result.error, undefined);
-});
+// Over TLS 1.2 OpenSSL's verdict is read as the client begins its key exchange, over TLS 1.3 at
+// secureConnect (src/probe/tls.ts, #verdict): the same odd chains must give the same verdicts.
+for (const maxVersion of ["TLSv1.3", "TLSv1.2"] as const) {
+  t.test(`an expired leaf is still exported (${maxVersion})`, async (t) => {
+    const { result, cert } = await faultyLeaf(t, { cn: "localhost", issuer: intermediate, sans: ["localhost"], notBeforeDays: -30, notAfterDays: -1 }, maxVersion);
+    t.match(result.probe, { success: true, chainVerified: false, verifyError: "CERT_HAS_EXPIRED", hostnameMatch: true, tlsVersion: maxVersion });
+    t.equal(fingerprint(result.certificates[0] as Buffer), fingerprint(cert));
+    t.equal(result.error, undefined);
+  });
 
-t.test("a not-yet-valid leaf", async (t) => {
-  const { result } = await faultyLeaf(t, { cn: "localhost", issuer: intermediate, sans: ["localhost"], notBeforeDays: 2, notAfterDays: 30 });
-  t.match(result.probe, { success: true, chainVerified: false, verifyError: "CERT_NOT_YET_VALID", hostnameMatch: true });
-  t.equal(result.certificates.length, 2);
-});
+  t.test(`a not-yet-valid leaf (${maxVersion})`, async (t) => {
+    const { result } = await faultyLeaf(t, { cn: "localhost", issuer: intermediate, sans: ["localhost"], notBeforeDays: 2, notAfterDays: 30 }, maxVersion);
+    t.match(result.probe, { success: true, chainVerified: false, verifyError: "CERT_NOT_YET_VALID", hostnameMatch: true });
+    t.equal(result.certificates.length, 2);
+  });
 
-t.test("a self-signed leaf", async (t) => {
-  const { result, cert } = await faultyLeaf(t, { cn: "localhost", sans: ["localhost"] }, false);
-  t.match(result.probe, { success: true, chainVerified: false, verifyError: "DEPTH_ZERO_SELF_SIGNED_CERT", hostnameMatch: true });
-  t.same(result.certificates.map(fingerprint), [fingerprint(cert)], "one certificate, no self-loop");
-});
+  t.test(`a self-signed leaf (${maxVersion})`, async (t) => {
+    const { result, cert } = await faultyLeaf(t, { cn: "localhost", sans: ["localhost"] }, maxVersion, false);
+    t.match(result.probe, { success: true, chainVerified: false, verifyError: "DEPTH_ZERO_SELF_SIGNED_CERT", hostnameMatch: true });
+    t.same(result.certificates.map(fingerprint), [fingerprint(cert)], "one certificate, no self-loop");
+  });
 
-t.test("a wrong host name", async (t) => {
-  const { result } = await faultyLeaf(t, { cn: "other.example", issuer: intermediate, sans: ["other.example"] });
-  t.match(result.probe, { success: true, chainVerified: true, hostnameMatch: false, verifyError: "ERR_TLS_CERT_ALTNAME_INVALID" });
-  t.equal(result.certificates.length, 2);
-});
+  t.test(`a wrong host name (${maxVersion})`, async (t) => {
+    const { result } = await faultyLeaf(t, { cn: "other.example", issuer: intermediate, sans: ["other.example"] }, maxVersion);
+    t.match(result.probe, { success: true, chainVerified: true, hostnameMatch: false, verifyError: "ERR_TLS_CERT_ALTNAME_INVALID" });
+    t.equal(result.certificates.length, 2);
+  });
 
-t.test("a missing intermediate", async (t) => {
-  const { result, cert } = await faultyLeaf(t, { cn: "localhost", issuer: intermediate, sans: ["localhost"] }, false);
-  t.match(result.probe, { success: true, chainVerified: false, verifyError: "UNABLE_TO_VERIFY_LEAF_SIGNATURE", hostnameMatch: true });
-  t.same(result.certificates.map(fingerprint), [fingerprint(cert)]);
-});
+  t.test(`a missing intermediate (${maxVersion})`, async (t) => {
+    const { result, cert } = await faultyLeaf(t, { cn: "localhost", issuer: intermediate, sans: ["localhost"] }, maxVersion, false);
+    t.match(result.probe, { success: true, chainVerified: false, verifyError: "UNABLE_TO_VERIFY_LEAF_SIGNATURE", hostnameMatch: true });
+    t.same(result.certificates.map(fingerprint), [fingerprint(cert)]);
+  });
 
-t.test("an untrusted root without the CA configured", async (t) => {
-  const server = await serve(t, tlsServer({ cert: leaf.pem + intermediate.pem, key: leafKey }));
-  const result = await probe(server, { serverName: "localhost" });
-  t.match(result.probe, { success: true, chainVerified: false, verifyError: "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", hostnameMatch: true });
-});
+  t.test(`an untrusted root without the CA configured (${maxVersion})`, async (t) => {
+    const server = await serve(t, tlsServer({ cert: leaf.pem + intermediate.pem, key: leafKey, maxVersion }));
+    const result = await probe(server, { serverName: "localhost" });
+    t.match(result.probe, { success: true, chainVerified: false, verifyError: "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", hostnameMatch: true, tlsVersion: maxVersion });
+  });
+}
+
+// chain_verified says whether the chain the server presented verified against the trust store, the
+// same in both versions when the server then refuses the client (reason client_cert_required).
+// TLS 1.2 servers refuse before their Finished, so the client's handshake never completes; TLS 1.3
+// ones after the client's Finished, so it does. Both ways of refusing are covered: no client
+// certificate (OpenSSL's alert in the handshake) and one the server does not trust (Node's server
+// completes its side, then drops the connection).
+for (const trusted of [true, false]) {
+  for (const client of ["none", "untrusted"] as const) {
+    t.test(`a refused client, ${trusted ? "trusted" : "untrusted"} server chain, client certificate ${client}: same verdict in TLS 1.2 and 1.3`, async (t) => {
+      const clientCa = await makeCert({ cn: "Client CA", ca: true });
+      const stranger = await makeCert({ cn: "stranger" });
+      const secureContext = tlsContext({
+        ...(trusted ? { ca: [root.pem] } : {}),
+        ...(client === "untrusted" ? { cert: stranger.pem, key: await privateKeyPem(stranger) } : {}),
+      });
+      const verdicts: Record<string, unknown> = {};
+      for (const maxVersion of ["TLSv1.2", "TLSv1.3"] as const) {
+        const server = await serve(t, tlsServer({ cert: leaf.pem + intermediate.pem, key: leafKey, clientCa: [clientCa.pem], maxVersion }));
+        const { probe: facts, certificates } = await probe(server, { secureContext, serverName: "localhost" });
+        t.match(facts, { success: false, reason: "client_cert_required", tlsVersion: maxVersion, hostnameMatch: true }, maxVersion);
+        t.same(certificates.map(fingerprint), [leaf, intermediate].map(fingerprint), `${maxVersion}: the presented chain`);
+        verdicts[maxVersion] = { chainVerified: facts.chainVerified, verifyError: facts.verifyError };
+      }
+      const expected = trusted ? { chainVerified: true, verifyError: "" } : { chainVerified: false, verifyError: "UNABLE_TO_GET_ISSUER_CERT_LOCALLY" };
+      t.same(verdicts, { "TLSv1.2": expected, "TLSv1.3": expected });
+    });
+  }
+}
 
 t.test("an abort ends the probe at once", async (t) => {
   const server = await serve(t, silentServer());

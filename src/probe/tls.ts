@@ -89,6 +89,18 @@ function matchesHost(leaf: Buffer, name: string): boolean {
   return match;
 }
 
+/**
+ * OpenSSL's result of verifying the peer's chain during this handshake, read from the socket's
+ * native handle as Node itself reads it for `authorized` (which Node only sets once the handshake
+ * completed). Undefined where the handle offers no such method.
+ */
+function opensslVerdict(socket: TLSSocket): { authorized: boolean; authorizationError: string } | undefined {
+  const handle = (socket as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })._handle;
+  if (typeof handle?.verifyError !== "function") return undefined;
+  const error = handle.verifyError();
+  return error ? { authorized: false, authorizationError: String(error.code || error.message) } : { authorized: true, authorizationError: "" };
+}
+
 /** Probes one TLS endpoint. Never throws: every failure is a result with a reason. */
 export async function probeTls(options: TlsProbeOptions): Promise<TlsProbeResult> {
   const run = new ProbeRun(options);
@@ -126,6 +138,12 @@ class ProbeRun {
   #ticket = false;
   /** What the socket said at secureConnect; read then because the handle is gone after an error. */
   #session: { authorized: boolean; authorizationError: string; protocol: string; cipher: string } | undefined;
+  /**
+   * OpenSSL's verdict on the server's chain as soon as OpenSSL reached it: in TLS 1.2 and earlier at
+   * the client's key exchange, since the handshake can still fail after it (a server refusing our
+   * client certificate alerts before its Finished); otherwise #session's, at secureConnect.
+   */
+  #verdict: { authorized: boolean; authorizationError: string } | undefined;
   #onAbort = (): void => this.#fail("connection_reset", "probe aborted");
   /** Aborted when the probe ends, so that a prelude still talking gives up. */
   readonly #preludeAbort = new AbortController();
@@ -213,7 +231,12 @@ class ProbeRun {
     // ignores them here: that conversion was a third of a probe's CPU. The wire gives the chain.
     socket.getPeerCertificate = (() => ({})) as TLSSocket["getPeerCertificate"];
     this.#tls = socket;
-    socket.on("keylog", (line: Buffer) => tap.keylog(line));
+    socket.on("keylog", (line: Buffer) => {
+      tap.keylog(line);
+      // TLS 1.2 and earlier log the master secret as the client begins its key exchange, which is
+      // after OpenSSL verified the server's chain: its verdict is read then (see #verdict).
+      if (line.toString("latin1", 0, 14) === "CLIENT_RANDOM ") this.#verdict ??= opensslVerdict(socket);
+    });
     socket.on("error", (err: NodeJS.ErrnoException) => this.#onTlsError(err));
     socket.once("secureConnect", () => this.#onSecure());
     // A session ticket means the server took the handshake, client certificate included. Listening
@@ -314,10 +337,11 @@ class ProbeRun {
     const leaf = certificates[0];
     const hostnameMatch = leaf ? matchesHost(leaf, this.#serverName) : false;
     const session = this.#session;
-    const chainVerified = session?.authorized === true;
+    const verdict = this.#verdict ?? session;
+    const chainVerified = verdict?.authorized === true;
     let verifyError = "";
-    if (session && !chainVerified) verifyError = session.authorizationError;
-    else if (session && !hostnameMatch) verifyError = "ERR_TLS_CERT_ALTNAME_INVALID";
+    if (verdict && !chainVerified) verifyError = verdict.authorizationError;
+    else if (verdict && !hostnameMatch) verifyError = "ERR_TLS_CERT_ALTNAME_INVALID";
     return {
       success: false,
       chainVerified,
