@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { CertReadError } from "./errors.js";
+import { PROBE_PROTOCOLS } from "./probe/protocols.js";
 import { parseProxyUrl } from "./probe/proxy.js";
 import { readFileBounded } from "./read-bounded.js";
 import { CERTIFICATE_FAMILY_NAMES, DEFAULT_FAMILIES, OPTIONAL_INFO_LABELS, REQUIRED_FAMILIES } from "./series-selection.js";
@@ -126,6 +127,8 @@ const endpointTarget = z.strictObject({
   keyFile: pathPattern.optional(),
   timeout: duration(0.1, 5 * MINUTE).optional(),
   proxyUrl: proxyUrl.optional(),
+  /** `tls` (the default): TLS from the first byte; otherwise the STARTTLS upgrade of that protocol. */
+  protocol: z.enum(PROBE_PROTOCOLS).optional(),
 });
 
 /** How Kubernetes is reached, and how its list-and-watch loops behave; shared by every Kubernetes source. */

@@ -111,6 +111,13 @@ t.test("targets of each kind of object", async (t) => {
   t.same(serviceTargets(service("ns", "api", { "cert-expiry-exporter.io/probe": "true", "cert-expiry-exporter.io/port": "nope" }, https)), [], "a port name it does not have");
   t.same(serviceTargets(service("ns", "api", { "cert-expiry-exporter.io/probe": "true", "cert-expiry-exporter.io/port": "70000" }, https)), [], "not a port");
   t.same(serviceTargets(service("ns", "api", { "cert-expiry-exporter.io/probe": "true" }, [{ name: "http", port: 80 }])), [], "no https port");
+  t.same(
+    serviceTargets(service("ns", "mail", { "cert-expiry-exporter.io/probe": "true", "cert-expiry-exporter.io/port": "smtp", "cert-expiry-exporter.io/probe-protocol": " smtp " }, [{ name: "smtp", port: 25 }], "10.96.0.9")),
+    [{ namespace: "ns", address: "mail.ns.svc:25", connectTo: "10.96.0.9", protocol: "smtp" }],
+    "the probe-protocol annotation: a STARTTLS upgrade",
+  );
+  t.same(serviceTargets(service("ns", "api", { "cert-expiry-exporter.io/probe": "true", "cert-expiry-exporter.io/probe-protocol": "tls" }, https, "10.96.0.7")), [{ namespace: "ns", address: "api.ns.svc:443", connectTo: "10.96.0.7" }], "tls: TLS from the first byte, as without it");
+  t.same(serviceTargets(service("ns", "api", { "cert-expiry-exporter.io/probe": "true", "cert-expiry-exporter.io/probe-protocol": "gopher" }, https)), [], "a protocol the probe does not speak");
 
   t.same(kubeletTargets(node("node-1", "10.0.0.5"), { port: 10250 }), [{ namespace: "", address: "node-1:10250", connectTo: "10.0.0.5" }]);
   t.same(kubeletTargets(node("node-1"), { port: 10250 }), [], "no InternalIP: nothing");

@@ -6,6 +6,7 @@
 import type { ProbeProtocol } from "./protocols.js";
 import { connectThroughProxy, parseProxyUrl } from "./proxy.js";
 import type { Prelude } from "./prelude.js";
+import { starttlsPrelude } from "./starttls/index.js";
 import type { TlsProbeOptions } from "./tls.js";
 
 export interface TransportSettings {
@@ -27,5 +28,7 @@ export function transportFor(settings: TransportSettings, host: string, port: nu
     dial = { host: proxy.host, port: proxy.port };
     preludes.push(connectThroughProxy(proxy, host, port));
   }
+  const starttls = settings.protocol ? starttlsPrelude(settings.protocol) : undefined;
+  if (starttls) preludes.push(starttls);
   return { ...(dial ? { dial } : {}), ...(preludes.length ? { preludes } : {}) };
 }

@@ -91,6 +91,7 @@ function fromConfig(target: EndpointTarget): ProbeTarget {
   if (target.keyFile) out.keyFile = target.keyFile;
   if (target.timeout) out.timeout = target.timeout;
   if (target.proxyUrl) out.proxyUrl = target.proxyUrl;
+  if (target.protocol && target.protocol !== "tls") out.protocol = target.protocol;
   return out;
 }
 

@@ -1,5 +1,6 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { DiscoveryConfig, KubernetesConfig } from "../../config.js";
+import { PROBE_PROTOCOLS, type ProbeProtocol } from "../../probe/protocols.js";
 import type { ProbeTarget } from "../endpoints.js";
 import { NamespaceFilter } from "../namespaces.js";
 import type { SourceContext } from "../source.js";
@@ -10,6 +11,7 @@ import { dialHost, KubeTargetProvider } from "./common.js";
 export const ANNOTATION_PROBE = "cert-expiry-exporter.io/probe";
 export const ANNOTATION_PORT = "cert-expiry-exporter.io/port";
 export const ANNOTATION_SERVER_NAME = "cert-expiry-exporter.io/server-name";
+export const ANNOTATION_PROTOCOL = "cert-expiry-exporter.io/probe-protocol";
 
 /** What is read of a Service. */
 export interface ServiceObject extends KubeObject {
@@ -38,6 +40,9 @@ export interface ServiceTargetOptions {
  *   dialled by its DNS name, an ExternalName Service at its `externalName`.
  * - SNI and the name checked against the leaf: `cert-expiry-exporter.io/server-name` when set, else
  *   `<service>.<namespace>.svc`.
+ * - Protocol: `cert-expiry-exporter.io/probe-protocol`, one of PROBE_PROTOCOLS (`smtp`, `ldap`, …) for
+ *   a STARTTLS upgrade; without it, `tls`. A Service naming another protocol is skipped with a
+ *   warning (logged once).
  */
 export function serviceTargets(service: ServiceObject, options: ServiceTargetOptions = {}, warnings?: ObjectWarnings): ProbeTarget[] {
   const annotations = service.metadata?.annotations ?? {};
@@ -62,7 +67,13 @@ export function serviceTargets(service: ServiceObject, options: ServiceTargetOpt
       return [];
     }
   }
+  const protocol = annotations[ANNOTATION_PROTOCOL]?.trim();
+  if (protocol && !(PROBE_PROTOCOLS as readonly string[]).includes(protocol)) {
+    warnings?.warn(namespace, name, `not probing the Service: ${ANNOTATION_PROTOCOL} is none of ${PROBE_PROTOCOLS.join(", ")}`, { annotation: ANNOTATION_PROTOCOL, value: protocol.slice(0, 100) });
+    return [];
+  }
   const target: ProbeTarget = { namespace, address: `${name}.${namespace}.svc:${port}` };
+  if (protocol && protocol !== "tls") target.protocol = protocol as ProbeProtocol;
   if (spec.type === "ExternalName" && spec.externalName) target.connectTo = dialHost(spec.externalName);
   else if (spec.clusterIP && spec.clusterIP !== "None") target.connectTo = dialHost(spec.clusterIP);
   const serverName = annotations[ANNOTATION_SERVER_NAME]?.trim();
