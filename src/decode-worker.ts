@@ -7,6 +7,9 @@ import { openPkcs12 } from "./certs/pkcs12.js";
 import { parseKubeconfig } from "./certs/kubeconfig.js";
 import type { DecodeReply, DecodeRequest } from "./decode-pool.js";
 import { toReadError } from "./errors.js";
+// yaml.ts loads the yaml library on first use; here it loads before the worker reports ready, so a
+// decode's time budget never pays for loading code.
+import "yaml";
 
 function run(request: DecodeRequest): DecodeReply {
   const { id, task } = request;
