@@ -27,6 +27,7 @@ import { SourceContext } from "../src/sources/source.js";
 import { FakeApiServer, type K8sObject } from "./k8s/apiserver.js";
 import { eventually } from "./k8s/exporter-harness.js";
 import { endpointRun, type EndpointRun } from "./helpers/endpoint-run.js";
+import { smtpServer } from "./helpers/starttls-servers.js";
 import { tlsServer, type TlsTestServer } from "./helpers/tls-servers.js";
 
 const root = await makeCert({ cn: "Discovery Test Root CA", ca: true, notAfterDays: 3650 });
@@ -204,6 +205,26 @@ t.test("every kind of discovery, probed on loopback", async (t) => {
     ["list ingresses *", "list nodes *", "list services *", "watch ingresses *", "watch nodes *", "watch services *"],
     "one cluster-wide list and watch per resource",
   );
+});
+
+t.test("a Service annotated with a probe protocol is probed after that protocol's STARTTLS", async (t) => {
+  // An SMTP peer (test/helpers/starttls-servers.ts); test/starttls.test.ts probes real mail servers.
+  const smtp = await smtpServer({ cert: leaf.pem, key: leafKey });
+  t.teardown(() => smtp.close());
+  const api = await apiServer(t);
+  api.put(service("team-a", "mail", { "cert-expiry-exporter.io/probe": "true", "cert-expiry-exporter.io/port": "smtp", "cert-expiry-exporter.io/probe-protocol": "smtp", "cert-expiry-exporter.io/server-name": "localhost" }, [{ name: "smtp", port: smtp.port }]));
+  api.put(service("team-a", "gopher", { "cert-expiry-exporter.io/probe": "true", "cert-expiry-exporter.io/port": "70", "cert-expiry-exporter.io/probe-protocol": "gopher" }, []));
+  const r = await run(t, api, { services: { enabled: true, caFile } });
+  await r.source.start();
+  const name = `mail.team-a.svc:${smtp.port}`;
+  t.ok(await eventually(() => r.entry("team-a", name, "localhost")?.probe !== undefined), "the Service is probed");
+  const e = r.entry("team-a", name, "localhost");
+  t.ok(probed(e), `probe succeeded ${e?.probe?.message ?? ""}`);
+  t.ok(e?.probe?.chainVerified, "chain verified with the configured CA");
+  t.equal(e?.certificates[0]?.serial.replace(/^0+(?=.)/, ""), leafSerial, "the leaf presented after STARTTLS");
+  t.match(smtp.received[0], /^EHLO .*\r\nSTARTTLS\r\n/, "the SMTP exchange came first");
+  t.same(r.ids(), [`team-a/${name}/localhost`], "nothing for the Service naming a protocol the probe does not speak");
+  t.equal(r.logs.filter((l) => l.name === "gopher" && String(l.msg).includes("probe-protocol")).length, 1, "which is logged once");
 });
 
 t.test("discovery follows changes: new hosts, removed Ingresses, annotations and Nodes", async (t) => {

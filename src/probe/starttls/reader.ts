@@ -27,7 +27,11 @@ export interface ReaderLimits {
   maxBufferedBytes: number;
 }
 
-export const DEFAULT_LIMITS: ReaderLimits = { maxLineBytes: 2048, maxLines: 64, maxBufferedBytes: 64 * 1024 };
+/**
+ * Replies are a few lines of a few dozen bytes (RFC 5321 allows 512 bytes a line); the largest are an
+ * EHLO's list of extensions and an FTP welcome banner.
+ */
+export const DEFAULT_LIMITS: ReaderLimits = { maxLineBytes: 2048, maxLines: 100, maxBufferedBytes: 64 * 1024 };
 
 /** A numbered reply of SMTP or FTP: its code and every line's text after the code. */
 export interface CodedReply {
@@ -42,9 +46,13 @@ interface Want {
   reject: (error: PreludeError) => void;
 }
 
-/** A server's text for a message: the first 80 characters, quoted, control characters escaped. */
+/**
+ * A server's text as a message shows it: at most 80 characters, printable ASCII only (the rest as
+ * `?`), quoted. Messages end up in logs and on the status page.
+ */
 export function quote(text: string): string {
-  return JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}…` : text);
+  const shown = text.slice(0, 80).replace(/[^\x20-\x7e]/g, "?");
+  return JSON.stringify(text.length > 80 ? `${shown}...` : shown);
 }
 
 export class StartTlsReader {
@@ -129,7 +137,7 @@ export class StartTlsReader {
   async reply(what: string): Promise<CodedReply> {
     const first = await this.line();
     const head = /^(\d{3})([ -]|$)/.exec(first);
-    if (!head) throw this.#fail(this.#error(`${what}: not a ${this.protocol} reply: ${quote(first)}`));
+    if (!head) throw this.#fail(this.#error(`${what} is not ${this.protocol}: ${quote(first)}`));
     const code = head[1] as string;
     const lines = [first.slice(4)];
     if (head[2] === "-") {
