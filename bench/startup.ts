@@ -4,9 +4,10 @@
  *
  *   - serve: process start → first 200 from /healthz, with one certificate file configured; run with
  *     the Deployment's V8 flags, as deployed;
- *   - check: wall time of `check --file one.crt`, start to exit, as a pipeline runs it;
+ *   - check: `check --file one.crt`, start to exit, as a pipeline runs it;
  *
- * each next to a baseline in the same run: a bare Node start (`node -e 0`) and a bare node:http
+ * each as wall time and as the CPU time the process used by then (every thread), which other load on
+ * the machine moves less, and each next to a baseline in the same run: a bare Node start (`node -e 0`) and a bare node:http
  * server answering its first request. BENCH_STARTUP_BEFORE=<git ref> also measures the code of that
  * commit (built from `git archive` into node_modules/.cache), to compare a change with what it
  * replaced. Every variant runs once per round, in turn, so load on the machine falls on all alike.
@@ -24,7 +25,7 @@ import { pathToFileURL } from "node:url";
 import { makeCert } from "../scripts/certgen.js";
 import { freePort } from "../test/helpers/net.js";
 import { printTable, type BenchRow } from "./report.js";
-import { benchNode, compileExporter, deployedNodeFlags, machineNode, ROOT, type NodeRuntime } from "./runtime.js";
+import { benchNode, compileExporter, cpuMs, deployedNodeFlags, machineNode, ROOT, type NodeRuntime } from "./runtime.js";
 
 const RUNS = Number(process.env.BENCH_STARTUP_RUNS ?? 9);
 /** How often /healthz is asked while the server starts; small next to the figures measured. */
@@ -34,13 +35,37 @@ const DEADLINE_MS = 30_000;
 /** Milliseconds since `start` (process.hrtime.bigint()). */
 const since = (start: bigint): number => Number(process.hrtime.bigint() - start) / 1e6;
 
-/** Wall time of a command that exits by itself; it must exit 0. */
-function exitTime(node: string, args: string[]): Promise<number> {
+/** Wall time, and CPU time of every thread (less sensitive to other load on the machine). */
+interface Timing {
+  wallMs: number;
+  cpuMs: number;
+}
+
+/** Seconds of bash's `times` ("0m0.520s"). */
+const timesSeconds = (text: string): number => {
+  const [, minutes, seconds] = /^(\d+)m([\d.]+)s$/.exec(text) ?? [];
+  return Number(minutes) * 60 + Number(seconds);
+};
+
+/**
+ * A command that exits by itself, which must exit 0. It runs under bash, whose `times` reports the
+ * CPU its child used (user and system, every thread): a process that has exited has no /proc entry
+ * left to read. bash's own start is in the wall time of every variant, the bare baseline's too.
+ */
+function exitTime(node: string, args: string[]): Promise<Timing> {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
-    const child = spawn(node, args, { stdio: "ignore" });
+    const child = spawn("bash", ["-c", '"$@" >/dev/null; code=$?; times; exit $code', "bash", node, ...args], { stdio: ["ignore", "pipe", "ignore"] });
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
     child.once("error", reject);
-    child.once("exit", (code) => (code === 0 ? resolve(since(started)) : reject(new Error(`${node} ${args.join(" ")} exited ${code}`))));
+    child.once("close", (code) => {
+      const wallMs = since(started);
+      if (code !== 0) return reject(new Error(`${node} ${args.join(" ")} exited ${code}`));
+      // The second line of `times` is the children's user and system time.
+      const [user = "", system = ""] = out.trim().split("\n")[1]?.split(" ") ?? [];
+      resolve({ wallMs, cpuMs: (timesSeconds(user) + timesSeconds(system)) * 1000 });
+    });
   });
 }
 
@@ -55,8 +80,8 @@ function answers(port: number, path: string): Promise<boolean> {
   });
 }
 
-/** Process start → first 200 from /healthz on `port`; the process is killed after. */
-async function healthyTime(node: string, args: string[], port: number): Promise<number> {
+/** Process start → first 200 from /healthz on `port`, and the CPU used by then; the process is killed after. */
+async function healthyTime(node: string, args: string[], port: number): Promise<Timing> {
   const started = process.hrtime.bigint();
   const child = spawn(node, args, { stdio: "ignore" });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
@@ -66,7 +91,7 @@ async function healthyTime(node: string, args: string[], port: number): Promise<
       if (since(started) > DEADLINE_MS) throw new Error(`${node} ${args.join(" ")}: /healthz did not answer within ${DEADLINE_MS} ms`);
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
-    return since(started);
+    return { wallMs: since(started), cpuMs: cpuMs(child.pid as number) };
   } finally {
     child.kill("SIGKILL");
     await exited;
@@ -88,9 +113,9 @@ function compileRef(ref: string): string {
 interface Variant {
   name: string;
   /** Process start → first 200 from /healthz, listening on `port`, with `cert` configured. */
-  serve(port: number, cert: string): Promise<number>;
+  serve(port: number, cert: string): Promise<Timing>;
   /** Start to exit of a one-off scan of `cert`. */
-  check(cert: string): Promise<number>;
+  check(cert: string): Promise<Timing>;
 }
 
 /** The exporter of one dist/ on one runtime: serve with the deployed V8 flags, check without (a pipeline's Node). */
@@ -134,8 +159,8 @@ export async function benchStartup(): Promise<BenchRow[]> {
   try {
     for (const runtime of runtimes) {
       const variants = [bareNode(runtime), ...(before ? [exporter(`before (${beforeRef})`, runtime, before, flags)] : []), exporter("exporter", runtime, after, flags)];
-      const serve = new Map(variants.map((v) => [v, [] as number[]]));
-      const check = new Map(variants.map((v) => [v, [] as number[]]));
+      const serve = new Map(variants.map((v) => [v, [] as Timing[]]));
+      const check = new Map(variants.map((v) => [v, [] as Timing[]]));
       for (let round = 0; round < RUNS; round++) {
         for (const variant of variants) {
           serve.get(variant)?.push(await variant.serve(await freePort(), cert));
@@ -143,12 +168,15 @@ export async function benchStartup(): Promise<BenchRow[]> {
         }
       }
       const node = `node ${runtime.label.split(" ")[1] ?? ""}`;
-      for (const [what, times] of [["serve → /healthz 200", serve], ["check --file one.crt", check]] as const) {
-        const bare = `${node}: ${what}, bare node`;
-        for (const variant of variants) {
-          const values = times.get(variant) as number[];
-          const name = `${node}: ${what}, ${variant.name}`;
-          rows.push({ name, value: median(values), unit: "ms", range: [Math.min(...values), Math.max(...values)], ...(name === bare ? {} : { baseline: bare }) });
+      for (const [what, timings] of [["serve → /healthz 200", serve], ["check --file one.crt", check]] as const) {
+        for (const measure of ["wallMs", "cpuMs"] as const) {
+          const label = `${node}: ${what}, ${measure === "wallMs" ? "wall" : "CPU"}`;
+          for (const variant of variants) {
+            const values = (timings.get(variant) as Timing[]).map((timing) => timing[measure]);
+            const name = `${label}, ${variant.name}`;
+            const bare = `${label}, bare node`;
+            rows.push({ name, value: median(values), unit: "ms", range: [Math.min(...values), Math.max(...values)], ...(name === bare ? {} : { baseline: bare }) });
+          }
         }
       }
     }
