@@ -5,7 +5,7 @@ import type { CertRecord } from "./certs/record.js";
 import { truncateLabelValue } from "./certs/truncate.js";
 import type { Health } from "./health.js";
 import type { Inventory } from "./inventory.js";
-import { failureReason, type LocationEntry } from "./model.js";
+import { failureReason, OCSP_STATUSES, type LocationEntry } from "./model.js";
 import { DEFAULT_SELECTION, type CertificateFamilyName, type OptionalInfoLabel, type SeriesSelection } from "./series-selection.js";
 
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -146,7 +146,7 @@ const CERTIFICATE_FAMILIES: {
   },
 ];
 
-/** The per-location families: at most one sample per location each, in the order they are exposed. */
+/** The per-location families: at most one sample per location each (a state set one per state), in the order they are exposed. */
 const LOCATION_FAMILIES: { name: string; help: string; sample: (entry: LocationEntry, at: string) => string | undefined }[] = [
   {
     name: "cert_read_errors",
@@ -206,6 +206,35 @@ const LOCATION_FAMILIES: { name: string; help: string; sample: (entry: LocationE
     name: "cert_endpoint_probe_duration_seconds",
     help: "Duration of the last probe of the endpoint.",
     sample: ({ probe }, at) => probe && `cert_endpoint_probe_duration_seconds{${at}} ${probe.durationSeconds}\n`,
+  },
+  {
+    name: "cert_endpoint_ocsp_stapled",
+    help: "1 when the server stapled an OCSP response to the handshake, 0 when it stapled none.",
+    sample: ({ probe }, at) => probe?.ocsp && `cert_endpoint_ocsp_stapled{${at}} ${bool(probe.ocsp.stapled)}\n`,
+  },
+  {
+    name: "cert_endpoint_ocsp_status",
+    help: "The leaf's status in the stapled OCSP response: one series per status, 1 for the current one.",
+    // A state set: every status, so that a change of status moves a value rather than a series.
+    sample: ({ probe }, at) => {
+      const status = probe?.ocsp?.status;
+      return status && OCSP_STATUSES.map((each) => `cert_endpoint_ocsp_status{${at},status="${each}"} ${bool(each === status)}\n`).join("");
+    },
+  },
+  {
+    name: "cert_endpoint_ocsp_this_update_timestamp_seconds",
+    help: "thisUpdate of the leaf's stapled OCSP response as Unix time in seconds.",
+    sample: ({ probe }, at) => (probe?.ocsp?.thisUpdate === undefined ? undefined : `cert_endpoint_ocsp_this_update_timestamp_seconds{${at}} ${probe.ocsp.thisUpdate}\n`),
+  },
+  {
+    name: "cert_endpoint_ocsp_next_update_timestamp_seconds",
+    help: "nextUpdate of the leaf's stapled OCSP response as Unix time in seconds; absent when the responder set none.",
+    sample: ({ probe }, at) => (probe?.ocsp?.nextUpdate === undefined ? undefined : `cert_endpoint_ocsp_next_update_timestamp_seconds{${at}} ${probe.ocsp.nextUpdate}\n`),
+  },
+  {
+    name: "cert_endpoint_ocsp_revocation_timestamp_seconds",
+    help: "revocationTime of the leaf when its stapled OCSP response says revoked, as Unix time in seconds.",
+    sample: ({ probe }, at) => (probe?.ocsp?.revocationTime === undefined ? undefined : `cert_endpoint_ocsp_revocation_timestamp_seconds{${at}} ${probe.ocsp.revocationTime}\n`),
   },
 ];
 

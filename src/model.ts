@@ -43,6 +43,30 @@ export interface EndpointProbe {
   reason?: ReadErrorReason;
   /** A human-readable account of the failure; absent when the probe succeeded. */
   message?: string;
+  /** The OCSP response the server stapled; absent when the handshake did not get that far. */
+  ocsp?: OcspFacts;
+}
+
+/** The leaf's status in a stapled OCSP response; `malformed` when the staple gives none for the leaf. */
+export type OcspStatus = "good" | "revoked" | "unknown" | "malformed";
+
+/** Every status, in the order `cert_endpoint_ocsp_status` exposes them. */
+export const OCSP_STATUSES: readonly OcspStatus[] = ["good", "revoked", "unknown", "malformed"];
+
+/** What an endpoint stapled to its handshake, read for its leaf only (src/probe/ocsp.ts). */
+export interface OcspFacts {
+  /** The server sent an OCSP response (status_request) in the handshake. */
+  stapled: boolean;
+  /** The leaf's status; absent when nothing was stapled. */
+  status?: OcspStatus;
+  /** Of the leaf's SingleResponse, Unix seconds; absent when malformed or not stapled. */
+  thisUpdate?: number;
+  /** Absent also when the responder set none (RFC 6960: newer information is always available). */
+  nextUpdate?: number;
+  /** When revoked. */
+  revocationTime?: number;
+  /** Why the status is `malformed`. */
+  detail?: string;
 }
 
 export interface LocationEntry {

@@ -99,7 +99,17 @@ async function scrapeEverything(t: Test, order: string[]): Promise<{ exporter: E
   inventory.setStale(stale, true);
   inventory.replace({ source: "endpoint", namespace: "", name: "127.0.0.1:8443", key: "" }, {
     certificates: [record({ subjectCN: "self-signed.test", issuerCN: "self-signed.test" })],
-    probe: { success: true, chainVerified: false, verifyError: "DEPTH_ZERO_SELF_SIGNED_CERT", hostnameMatch: false, tlsVersion: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", durationSeconds: 0.012 },
+    probe: {
+      success: true,
+      chainVerified: false,
+      verifyError: "DEPTH_ZERO_SELF_SIGNED_CERT",
+      hostnameMatch: false,
+      tlsVersion: "TLSv1.3",
+      cipher: "TLS_AES_256_GCM_SHA384",
+      durationSeconds: 0.012,
+      // A stapled OCSP response saying revoked: every OCSP family has a sample.
+      ocsp: { stapled: true, status: "revoked", thisUpdate: 1_767_225_600, nextUpdate: 1_767_830_400, revocationTime: 1_767_222_000 },
+    },
   });
   inventory.replace({ source: "endpoint", namespace: "shop", name: "shop-web:443", key: "ingresses" }, {
     certificates: [],

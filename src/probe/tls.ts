@@ -19,10 +19,11 @@
  */
 import { createHash, X509Certificate } from "node:crypto";
 import { isIP, Socket, connect as netConnect } from "node:net";
-import { checkServerIdentity, connect as tlsConnect, createSecureContext, rootCertificates, TLSSocket, type SecureContext } from "node:tls";
+import { checkServerIdentity, connect as tlsConnect, createSecureContext, rootCertificates, TLSSocket, type SecureContext, type TLSSocketOptions } from "node:tls";
 import type { ReadErrorReason } from "../errors.js";
-import type { EndpointProbe } from "../model.js";
+import type { EndpointProbe, OcspFacts } from "../model.js";
 import { PreludeError, type Prelude } from "./prelude.js";
+import { certificateSerial, parseOcspResponse } from "./ocsp.js";
 import { WireTap } from "./wire-tap.js";
 
 export interface TlsProbeOptions {
@@ -53,6 +54,12 @@ export interface TlsProbeResult {
   /** Why the probe failed; absent on success. */
   error?: { reason: ReadErrorReason; message: string };
 }
+
+/**
+ * tls.connect passes `requestOCSP` on to the TLSSocket it makes, though @types/node declares it on
+ * TLSSocket's options only.
+ */
+const REQUEST_OCSP: Pick<TLSSocketOptions, "requestOCSP"> = { requestOCSP: true };
 
 /** How long to wait for a server that asked for a client certificate to accept or refuse it. */
 const POST_HANDSHAKE_WAIT_MS = 1000;
@@ -136,6 +143,8 @@ class ProbeRun {
   #looked = false;
   readonly #timers: NodeJS.Timeout[] = [];
   #ticket = false;
+  /** The stapled OCSP response: null when the server stapled none, undefined until OpenSSL said. */
+  #staple: Buffer | null | undefined;
   /** What the socket said at secureConnect; read then because the handle is gone after an error. */
   #session: { authorized: boolean; authorizationError: string; protocol: string; cipher: string } | undefined;
   /**
@@ -224,6 +233,8 @@ class ProbeRun {
       ...(sni ? { servername: sni } : {}),
       secureContext: this.#options.secureContext ?? (defaultContext ??= tlsContext()),
       rejectUnauthorized: false,
+      // status_request: the server may staple an OCSP response for its leaf (src/probe/ocsp.ts).
+      ...REQUEST_OCSP,
       // The host name is checked on the presented leaf instead (matchesHost).
       checkServerIdentity: () => undefined,
     });
@@ -237,6 +248,8 @@ class ProbeRun {
       // after OpenSSL verified the server's chain: its verdict is read then (see #verdict).
       if (line.toString("latin1", 0, 14) === "CLIENT_RANDOM ") this.#verdict ??= opensslVerdict(socket);
     });
+    // Once per handshake, with the stapled response or null, after the server's certificates arrived.
+    socket.once("OCSPResponse", (response: Buffer | null) => (this.#staple = response));
     socket.on("error", (err: NodeJS.ErrnoException) => this.#onTlsError(err));
     socket.once("secureConnect", () => this.#onSecure());
     // A session ticket means the server took the handshake, client certificate included. Listening
@@ -350,7 +363,14 @@ class ProbeRun {
       tlsVersion: session?.protocol || this.#tap?.version() || "",
       cipher: session?.cipher ?? "",
       durationSeconds: (performance.now() - this.#started) / 1000,
+      ...(this.#staple !== undefined || session ? { ocsp: this.#ocspFacts(leaf) } : {}),
     };
+  }
+
+  /** What the server stapled, read for the leaf; the bounded parser never throws. */
+  #ocspFacts(leaf: Buffer | undefined): OcspFacts {
+    if (!this.#staple) return { stapled: false };
+    return { stapled: true, ...parseOcspResponse(this.#staple, leaf && certificateSerial(leaf)) };
   }
 
   #end(result: TlsProbeResult): void {
