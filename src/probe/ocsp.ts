@@ -18,6 +18,11 @@
  *
  * Nothing here throws on what a server sent: bytes that are not a successful basic OCSP response
  * with a SingleResponse for the leaf are the status `malformed`, with the reason in `detail`.
+ *
+ * Why not @peculiar/asn1-ocsp: it decodes whole schemas through asn1js and decorator metadata, a new
+ * dependency and a heavier module for the prober to load, to read five fields; and its failures are
+ * its own exceptions. der.ts already bounds every read, decodes the times as certificates do, and is
+ * what the rest of the exporter trusts with hostile bytes.
  */
 import { DerError, TAG, children, decodeOid, decodeTime, expect, readTlv, type Tlv } from "../certs/der.js";
 import type { OcspFacts, OcspStatus } from "../model.js";
