@@ -9,7 +9,7 @@ import type { Socket } from "node:net";
 import { Duplex } from "node:stream";
 
 /** Bytes of server traffic kept for reading the chain; no sane chain comes near this. */
-const MAX_CAPTURE = 256 * 1024;
+export const MAX_CAPTURE = 256 * 1024;
 
 const HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c";
 
@@ -77,6 +77,11 @@ export class WireTap extends Duplex {
     }
   }
 
+  /** Bytes of server traffic kept: whole chunks while fewer than MAX_CAPTURE were kept. */
+  get capturedBytes(): number {
+    return this.#captured;
+  }
+
   /** True when the first bytes the server sent are not a TLS record (plain HTTP, SSH banner, …). */
   notTls(): boolean {
     const first = this.#chunks[0];
@@ -112,23 +117,37 @@ export class WireTap extends Duplex {
   }
 }
 
+/** Counts the reader's loop iterations over records, messages, extensions and certificate entries. */
+export interface FlightMeter {
+  steps: number;
+}
+
 /**
  * Reads the server's handshake messages from its raw byte stream. One pass: record bodies are copied
  * once into a buffer the size of the input (handshake bytes never outnumber the record bytes that
  * carry them), so a peer that splits its messages into one-byte records costs no more than one that
- * does not.
+ * does not. Never throws, whatever the bytes: every read is checked against the end of what it
+ * reads (the record, the message, the field), each loop consumes at least three bytes of input per
+ * turn, and a message that does not parse exactly yields nothing rather than a guess. The reading
+ * stops at the first record that is incomplete or does not decrypt, and at the end of the server's
+ * flight (ServerHelloDone, or Finished in TLS 1.3). The first ServerHello (after any
+ * HelloRetryRequest) and the first Certificate message count, as they do for OpenSSL.
  */
-export function parseServerFlight(bytes: Buffer, serverHandshakeSecret: Buffer | undefined): WireFacts {
+export function parseServerFlight(bytes: Buffer, serverHandshakeSecret: Buffer | undefined, meter?: FlightMeter): WireFacts {
   const facts: WireFacts = { certificates: [], certificateRequested: false, version: "" };
   const handshake = Buffer.allocUnsafe(bytes.length);
   let filled = 0;
   let consumed = 0;
+  let hello = false;
+  let certificate = false;
   let tls13 = false;
   let suite = 0;
   let decrypt: ((header: Buffer, body: Buffer) => Buffer | undefined) | undefined;
   let offset = 0;
   let done = false;
+  let steps = 0;
   while (!done && offset + 5 <= bytes.length) {
+    steps++;
     const type = bytes[offset] as number;
     const length = bytes.readUInt16BE(offset + 3);
     if (offset + 5 + length > bytes.length) break;
@@ -148,21 +167,32 @@ export function parseServerFlight(bytes: Buffer, serverHandshakeSecret: Buffer |
     } else continue;
     filled += plain.copy(handshake, filled);
     while (filled - consumed >= 4) {
+      steps++;
       const msgType = handshake[consumed] as number;
       const msgLength = handshake.readUIntBE(consumed + 1, 3);
       if (filled - consumed < 4 + msgLength) break;
       const msg = handshake.subarray(consumed + 4, consumed + 4 + msgLength);
       consumed += 4 + msgLength;
-      if (msgType === 2) {
-        const hello = parseServerHello(msg);
-        if (hello.retry) continue;
-        facts.version = VERSIONS[hello.version] ?? "";
-        tls13 = hello.version === 0x0304;
-        suite = hello.suite;
+      if (msgType === 2 && !hello) {
+        const parsed = parseServerHello(msg);
+        steps += parsed?.steps ?? 0;
+        if (!parsed) {
+          // OpenSSL refuses such a ServerHello, so nothing after it is the server's flight.
+          done = true;
+          break;
+        }
+        if (parsed.retry) continue;
+        hello = true;
+        facts.version = VERSIONS[parsed.version] ?? "";
+        tls13 = parsed.version === 0x0304;
+        suite = parsed.suite;
       } else if (msgType === 13) {
         facts.certificateRequested = true;
-      } else if (msgType === 11) {
-        facts.certificates = parseCertificateMessage(msg, tls13);
+      } else if (msgType === 11 && !certificate) {
+        certificate = true;
+        const parsed = parseCertificateMessage(msg, tls13);
+        steps += parsed?.steps ?? 0;
+        facts.certificates = parsed?.certificates ?? [];
       } else if (msgType === 20 || msgType === 14) {
         // Finished (1.3) or ServerHelloDone (1.2): the server's flight is over.
         done = true;
@@ -170,44 +200,72 @@ export function parseServerFlight(bytes: Buffer, serverHandshakeSecret: Buffer |
       }
     }
   }
+  if (meter) meter.steps += steps;
   return facts;
 }
 
-function parseServerHello(msg: Buffer): { version: number; suite: number; retry: boolean } {
+/** The fields of a ServerHello the reader needs; undefined when the message does not parse. */
+function parseServerHello(msg: Buffer): { version: number; suite: number; retry: boolean; steps: number } | undefined {
+  // legacy_version, random, session id, cipher suite, compression method.
+  if (msg.length < 35) return undefined;
   let version = msg.readUInt16BE(0);
-  const random = msg.subarray(2, 34).toString("hex");
-  let at = 34;
-  at += 1 + (msg[at] as number); // session id
+  const retry = msg.subarray(2, 34).toString("hex") === HRR_RANDOM;
+  let at = 35 + (msg[34] as number);
+  if (at + 3 > msg.length) return undefined;
   const suite = msg.readUInt16BE(at);
-  at += 3; // suite + compression
-  if (at + 2 <= msg.length) {
-    const end = at + 2 + msg.readUInt16BE(at);
+  at += 3;
+  let steps = 0;
+  // Extensions are optional before TLS 1.3; when present, they fill the rest of the message exactly.
+  if (at < msg.length) {
+    if (at + 2 > msg.length || at + 2 + msg.readUInt16BE(at) !== msg.length) return undefined;
     at += 2;
-    while (at + 4 <= end) {
+    while (at < msg.length) {
+      steps++;
+      if (at + 4 > msg.length) return undefined;
       const extType = msg.readUInt16BE(at);
       const extLength = msg.readUInt16BE(at + 2);
-      if (extType === 43 && extLength === 2) version = msg.readUInt16BE(at + 4);
-      at += 4 + extLength;
+      at += 4;
+      if (at + extLength > msg.length) return undefined;
+      if (extType === 43 && extLength === 2) version = msg.readUInt16BE(at);
+      at += extLength;
     }
   }
-  return { version, suite, retry: random === HRR_RANDOM };
+  return { version, suite, retry, steps };
 }
 
-function parseCertificateMessage(msg: Buffer, tls13: boolean): Buffer[] {
+/**
+ * The certificates of a Certificate message, copied out of it; undefined unless the message parses
+ * exactly (every length within its parent and filling it, no empty certificate).
+ */
+function parseCertificateMessage(msg: Buffer, tls13: boolean): { certificates: Buffer[]; steps: number } | undefined {
   let at = 0;
-  if (tls13) at += 1 + (msg[0] as number); // certificate_request_context
-  const end = Math.min(msg.length, at + 3 + msg.readUIntBE(at, 3));
+  if (tls13) {
+    if (msg.length < 1) return undefined;
+    at = 1 + (msg[0] as number); // certificate_request_context
+  }
+  if (at + 3 > msg.length) return undefined;
+  const end = at + 3 + msg.readUIntBE(at, 3);
+  if (end !== msg.length) return undefined;
   at += 3;
   const certificates: Buffer[] = [];
-  while (at + 3 <= end) {
+  let steps = 0;
+  while (at < end) {
+    steps++;
+    if (at + 3 > end) return undefined;
     const length = msg.readUIntBE(at, 3);
     at += 3;
-    if (at + length > end) break;
-    certificates.push(Buffer.from(msg.subarray(at, at + length)));
+    if (length === 0 || at + length > end) return undefined;
+    const der = msg.subarray(at, at + length);
     at += length;
-    if (tls13) at += 2 + msg.readUInt16BE(at); // per-certificate extensions
+    if (tls13) {
+      // Per-certificate extensions (an OCSP response, SCTs), skipped.
+      if (at + 2 > end) return undefined;
+      at += 2 + msg.readUInt16BE(at);
+      if (at > end) return undefined;
+    }
+    certificates.push(Buffer.from(der));
   }
-  return certificates;
+  return { certificates, steps };
 }
 
 /** HKDF-Expand-Label (RFC 8446 7.1) for outputs no longer than one hash block. */
