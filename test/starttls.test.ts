@@ -517,6 +517,41 @@ t.test("refusals in each protocol's own words: starttls_error with the server's 
         }),
       /unsolicited notification \(resultCode 52\) "shutting down"/,
     ],
+    [
+      "FTP: 120, then 220, then AUTH TLS refused",
+      "ftp",
+      (s) => {
+        s.write("120 ready in 1 minute\r\n220 ready now\r\n");
+        onLines(s, () => void s.write("500 AUTH not understood\r\n"));
+      },
+      /answered AUTH TLS with 500/,
+    ],
+    ["FTP: a 421 greeting", "ftp", (s) => s.write("421 too many users\r\n"), /greeted with 421 "too many users", not 220/],
+    ["POP3: an -ERR greeting", "pop3", (s) => s.write("-ERR go away\r\n"), /greeted with "-ERR go away"/],
+    ["IMAP: not IMAP", "imap", (s) => s.write("220 mail ESMTP\r\n"), /not an IMAP greeting: "220 mail ESMTP"/],
+    [
+      "IMAP: an answer with another tag",
+      "imap",
+      (s) => {
+        s.write("* OK ready\r\n");
+        onLines(s, () => void s.write("B7 OK what\r\n"));
+      },
+      /not an IMAP answer to STARTTLS: "B7 OK what"/,
+    ],
+    ["SMTP: closed during the greeting", "smtp", (s) => s.end("220-hello\r\n"), /closed the connection/],
+    ["PostgreSQL: an ErrorResponse", "postgres", (s) => s.once("data", () => s.write("EFATAL")), /answered the SSLRequest with an error/],
+    [
+      "MySQL: an ERR packet with an SQLSTATE",
+      "mysql",
+      (s) => {
+        const payload = Buffer.concat([Buffer.from([0xff, 0x15, 0x04]), Buffer.from("#28000Access denied")]);
+        s.write(Buffer.concat([Buffer.from([payload.length, 0, 0, 0]), payload]));
+      },
+      /error 1045 "Access denied"/,
+    ],
+    ["MySQL: a handshake cut short", "mysql", (s) => s.write(Buffer.from([6, 0, 0, 0, 10, 0x38, 0x2e, 0x30, 0, 1])), /cut short/],
+    ["MySQL: no protocol 4.1", "mysql", (s) => s.write(mysqlHandshake(0x0800)), /does not speak protocol 4\.1/],
+    ["MySQL: an empty packet", "mysql", (s) => s.write(Buffer.from([0, 0, 0, 0])), /empty packet/],
     ["MySQL: no CLIENT_SSL", "mysql", (s) => s.write(mysqlHandshake(0x0200 | 0x8000)), /does not offer TLS/],
     [
       "MySQL: an ERR packet",
@@ -545,13 +580,19 @@ function mysqlHandshake(capabilities: number): Buffer {
 t.test("a silent server: handshake_timeout at the deadline, for every protocol", async (t) => {
   const silent = await silentServer();
   t.teardown(() => silent.close());
-  for (const protocol of ["smtp", "imap", "pop3", "ftp", "ldap", "postgres", "mysql"] as const) {
-    await t.test(protocol, async (t) => {
+  const protocols = ["smtp", "imap", "pop3", "ftp", "ldap", "postgres", "mysql"] as const;
+  // All at once: each waits out its own deadline.
+  const outcomes = await Promise.all(
+    protocols.map(async (protocol) => {
       const begun = performance.now();
       const result = await probe(silent.port, protocol, { timeoutMs: 600 });
-      const elapsed = performance.now() - begun;
-      assertFailure(t, result, "handshake_timeout");
-      t.ok(elapsed >= 550 && elapsed < 1100, `gave up at the deadline (${Math.round(elapsed)} ms)`);
+      return { protocol, result, elapsed: performance.now() - begun };
+    }),
+  );
+  for (const { protocol, result, elapsed } of outcomes) {
+    await t.test(protocol, async (t) => {
+      assertFailure(t, result, "handshake_timeout", /did not finish within/);
+      t.ok(elapsed >= 550 && elapsed < 1600, `gave up at the deadline (${Math.round(elapsed)} ms)`);
     });
   }
 });
@@ -587,7 +628,8 @@ t.test("hostile peers fail fast with starttls_error, never at the deadline", asy
       const result = await probe(server.port, protocol, { timeoutMs: 5000 });
       const elapsed = performance.now() - begun;
       assertFailure(t, result, "starttls_error", message);
-      t.ok(elapsed < 1000, `failed in ${Math.round(elapsed)} ms`);
+      // Long before the 5 s deadline, even on a busy machine.
+      t.ok(elapsed < 2500, `failed in ${Math.round(elapsed)} ms`);
     });
   }
 });
@@ -600,7 +642,26 @@ t.test("bytes after the go-ahead are the TLS handshake's, not the exchange's", a
   });
   const begun = performance.now();
   assertFailure(t, await probe(server.port, "pop3", { timeoutMs: 5000 }), "not_tls");
-  t.ok(performance.now() - begun < 1000, "at once, not at the deadline");
+  t.ok(performance.now() - begun < 2500, "at once, not at the deadline");
+});
+
+t.test("an LDAP StartTLS response in long-form lengths, with a response name", async (t) => {
+  // Some directories (Active Directory among them) write every length in four bytes.
+  const long = (tag: number, content: Buffer): Buffer => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(content.length);
+    return Buffer.concat([Buffer.from([tag, 0x84]), length, content]);
+  };
+  const oid = Buffer.from("1.3.6.1.4.1.1466.20037");
+  const op = Buffer.concat([long(0x0a, Buffer.from([0])), long(0x04, Buffer.alloc(0)), long(0x04, Buffer.alloc(0)), long(0x8a, oid)]);
+  const response = long(0x30, Buffer.concat([long(0x02, Buffer.from([1])), long(0x78, op)]));
+  const server = await peer(t, (s) =>
+    s.once("data", () => {
+      s.write(response);
+      upgrade(s, { cert: doubleTls.chain, key: doubleTls.key });
+    }),
+  );
+  assertCertificate(t, await probe(server.port, "ldap"), doubleTls.cn);
 });
 
 t.test("the exchange's commands as the server receives them", async (t) => {
