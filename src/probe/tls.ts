@@ -9,13 +9,24 @@
  * earlier send the Certificate message in clear, and for TLS 1.3 the tap decrypts the server's
  * handshake records with the handshake traffic secret Node reports through its `keylog` event. The
  * tap also yields the certificates when the handshake fails after they arrived (a server demanding
- * a client certificate), which Node's own API cannot. Should the wire not parse (never seen, but a
- * cipher suite the tap does not know would do it) the probe falls back to Node's chain, which then
- * may be reordered or completed from the trust store.
+ * a client certificate), which Node's own API cannot.
  *
- * Verification is OpenSSL's, through Node: `authorized`/`authorizationError` of the socket, with the
- * system roots plus the configured CAs as trust anchors. The host name is checked separately with
- * `tls.checkServerIdentity` on the presented leaf, whether the chain verified or not.
+ * Falling back to Node's chain. Only when the handshake completed and the wire gave no certificate
+ * (src/probe/wire-tap.ts lists when: TLS 1.3 records it cannot decrypt, as with a cipher suite other
+ * than Node's default three; a Certificate message ending beyond the tap's 256 KiB; a record or
+ * message that does not parse) is the chain taken from `getPeerCertificate(true)`: OpenSSL's view,
+ * which may be reordered, miss presented certificates that do not link and hold trust-store issuers
+ * (the root) the server never sent. A failed handshake has no such fallback (the socket's handle is
+ * gone): its certificates are the wire's, possibly none.
+ *
+ * Verification is OpenSSL's, through Node, with the system roots plus the configured CAs as trust
+ * anchors: `cert_endpoint_chain_verified` is its verdict on the presented chain, whatever became of
+ * the handshake after. Node gives it as `authorized` at secureConnect, but a TLS 1.2 server that
+ * refuses our client certificate alerts before its Finished, so there is no secureConnect; the
+ * verdict is read from the handle (as Node reads it for `authorized`) when the client begins its key
+ * exchange, after OpenSSL verified the chain (#verdict). A TLS 1.3 server refuses after the client's
+ * Finished, past secureConnect, so both versions report the same. The host name is checked
+ * separately with `tls.checkServerIdentity` on the presented leaf, whether the chain verified or not.
  */
 import { createHash, X509Certificate } from "node:crypto";
 import { isIP, Socket, connect as netConnect } from "node:net";

@@ -3,6 +3,19 @@
  * server sent, and the reader of the server's handshake flight in them (records, ServerHello,
  * CertificateRequest, Certificate; TLS 1.3 handshake records decrypted with the handshake traffic
  * secret from Node's `keylog` event). src/probe/tls.ts explains why the chain is read from the wire.
+ *
+ * When the wire gives no certificates, and the probe falls back to Node's chain if its handshake
+ * completed (src/probe/tls.ts):
+ * - TLS 1.3 handshake records it cannot decrypt: a cipher suite other than TLS_AES_128_GCM_SHA256,
+ *   TLS_AES_256_GCM_SHA384 and TLS_CHACHA20_POLY1305_SHA256 (the three Node offers by default; a
+ *   server can only pick another if the default cipher list was changed), no handshake traffic
+ *   secret from `keylog`, or a record that does not authenticate;
+ * - a Certificate message that ends beyond MAX_CAPTURE (OpenSSL refuses certificate lists over
+ *   100 KiB, so only a huge run of other records before it would do that);
+ * - a record cut short, a ServerHello that does not parse (the reading stops there), or a
+ *   Certificate message whose lengths do not add up or that holds an empty certificate;
+ * - no Certificate message at all: a compressed one (RFC 8879) is not read.
+ * test/wire-tap-fuzz.test.ts holds the reader to this on mutated real flights.
  */
 import { createDecipheriv, createHmac } from "node:crypto";
 import type { Socket } from "node:net";
