@@ -238,6 +238,8 @@ class ProbeRun {
   #handshake(raw: Socket): void {
     const tap = new WireTap(raw);
     this.#tap = tap;
+    // The TLS socket usually reports the tap's errors itself; a tap error with no listener would end the process.
+    tap.on("error", (err: NodeJS.ErrnoException) => this.#onTlsError(err));
     const sni = isIP(this.#serverName) ? undefined : this.#serverName;
     const socket = tlsConnect({
       socket: tap,
