@@ -18,7 +18,7 @@ import type { WebConfig } from "./web-config.js";
 const SHUTDOWN_GRACE_SHARE = 0.75;
 
 /** What a reload applies (the series selection from the next scrape on). Everything else was read once at start: the listener, the HTTP limits, the shard, the log format, the shared parse cache and decode pool. */
-const RELOADABLE_SETTINGS = new Set(["logLevel", "metrics", "intervals", "sources", "kubernetes", "probe"]);
+const RELOADABLE_SETTINGS = new Set(["logLevel", "metrics", "intervals", "sources", "kubernetes", "probe", "modules"]);
 /** The limits each source reads for itself, so that a rebuilt source applies them. */
 const RELOADABLE_LIMITS = new Set(["maxFileSize", "maxGlobEntries"]);
 
@@ -153,7 +153,9 @@ export class Exporter {
     const { listen, http, limits } = this.#config;
     // Fastify and the renderer load here, so that `check` never loads them.
     const { buildServer } = await import("./server.js");
-    const server = buildServer({ inventory: this.inventory, health: this.health, log: this.log, http, maxLabelValueLength: limits.maxLabelValueLength, selection: () => this.#config.metrics, web: this.#web });
+    // /probe parses through the cache every source shares, and reads its modules at every request.
+    const probes = { cache: this.#newContext().cache, config: () => this.#config };
+    const server = buildServer({ inventory: this.inventory, health: this.health, log: this.log, http, maxLabelValueLength: limits.maxLabelValueLength, selection: () => this.#config.metrics, web: this.#web, probes });
     this.#server = server;
     for (const plugin of plugins) await server.register(plugin);
     let address: string;

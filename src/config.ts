@@ -1,18 +1,14 @@
 import { z } from "zod";
-import { CertReadError } from "./errors.js";
+import { CertReadError, ConfigError } from "./errors.js";
+import { HOST_GLOB, parseCidr } from "./probe/allow-list.js";
 import { PROBE_PROTOCOLS } from "./probe/protocols.js";
 import { parseProxyUrl } from "./probe/proxy.js";
 import { readFileBounded } from "./read-bounded.js";
 import { CERTIFICATE_FAMILY_NAMES, DEFAULT_FAMILIES, OPTIONAL_INFO_LABELS, REQUIRED_FAMILIES } from "./series-selection.js";
 import { YamlError, loadYaml } from "./yaml.js";
 
-/** Thrown for every configuration problem; the CLI turns it into exit code 2. */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ConfigError";
-  }
-}
+/** Thrown for every configuration problem (src/errors.ts); re-exported for the callers that load the configuration anyway. */
+export { ConfigError };
 
 /** The configuration file is read up to this size; a real one is a few KiB. */
 export const MAX_CONFIG_FILE_BYTES = 256 * 1024;
@@ -130,6 +126,55 @@ const endpointTarget = z.strictObject({
   /** `tls` (the default): TLS from the first byte; otherwise the STARTTLS upgrade of that protocol. */
   protocol: z.enum(PROBE_PROTOCOLS).optional(),
 });
+
+/** `10.0.0.0/8`, `fd00::/8` or one address: a block of addresses a /probe module may dial. */
+const cidr = z
+  .string()
+  .max(64)
+  .superRefine((value, ctx) => {
+    try {
+      parseCidr(value);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+    }
+  });
+
+/**
+ * The targets a /probe module accepts (src/probe/allow-list.ts). Required, and never empty: a module
+ * states what it may reach, host globs and address blocks (a target must pass each list given), or
+ * `any: true`, so that /probe is never an open relay by omission.
+ */
+const probeAllow = z
+  .strictObject({
+    any: z.literal(true).optional(),
+    hosts: z.array(z.string().regex(HOST_GLOB, "expected a host name glob such as *.example.com")).min(1).max(1000).optional(),
+    cidrs: z.array(cidr).min(1).max(1000).optional(),
+  })
+  .refine((allow) => allow.any === undefined || (allow.hosts === undefined && allow.cidrs === undefined), { message: "any: true leaves nothing for hosts or cidrs to restrict; give either" })
+  .refine((allow) => allow.any !== undefined || allow.hosts !== undefined || allow.cidrs !== undefined, { message: "state the targets the module may probe: hosts, cidrs, or any: true" });
+
+/** How /probe probes the targets asked of it under one module name (README.md, "/probe"). */
+const probeModule = z.strictObject({
+  /** SNI and the name checked; default the target's host. */
+  serverName: z.string().min(1).max(253).optional(),
+  caFile: pathPattern.optional(),
+  certFile: pathPattern.optional(),
+  keyFile: pathPattern.optional(),
+  /** Deadline of one probe; default `probe.timeout`; never more than the scraper's own timeout. */
+  timeout: duration(0.1, 5 * MINUTE).optional(),
+  /** Time allowed for DNS and TCP connect; default `probe.connectTimeout`. */
+  connectTimeout: duration(0.1, 5 * MINUTE).optional(),
+  protocol: z.enum(PROBE_PROTOCOLS).default("tls"),
+  proxyUrl: proxyUrl.optional(),
+  allow: probeAllow,
+});
+
+/** A module's name as /probe?module= gives it. */
+const MODULE_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+const modules = z
+  .record(z.string().regex(MODULE_NAME, "a module name is 1 to 64 letters, digits, '_', '.' or '-'"), probeModule)
+  .refine((all) => Object.keys(all).length <= 1000, { message: "at most 1000 modules" });
 
 /** How Kubernetes is reached, and how its list-and-watch loops behave; shared by every Kubernetes source. */
 const kubernetes = z.strictObject({
@@ -351,6 +396,9 @@ export const configSchema = z.strictObject({
       statusPageRows: count(10, 5000).default(200),
       /** SIGTERM: time given to requests in flight and sources before the process exits regardless. */
       shutdownTimeout: duration(1, MINUTE).default(4),
+      /** /probe requests probing at once; more wait in line, and beyond `maxQueuedProbes` get 503. */
+      maxConcurrentProbes: count(1, 1024).default(32),
+      maxQueuedProbes: count(0, 4096).default(128),
     })
     .prefault({}),
   probe: z
@@ -374,6 +422,8 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   kubernetes: kubernetes.prefault({}),
+  /** /probe modules by name; `default` is the one used when a request names none. */
+  modules: modules.default({}),
 });
 
 export type Config = z.output<typeof configSchema>;
@@ -388,6 +438,7 @@ export type ConfigMapsConfig = z.output<typeof configMaps>;
 export type CaBundlesConfig = z.output<typeof caBundles>;
 export type CsrsConfig = z.output<typeof csrs>;
 export type DiscoveryConfig = z.output<typeof discovery>;
+export type ProbeModule = z.output<typeof probeModule>;
 
 /** `sources.files[0].paths`: the path of an issue the way a user writes it in YAML. */
 function formatPath(path: readonly PropertyKey[]): string {

@@ -16,6 +16,8 @@ export interface ScrapeGateLimits {
   maxRunning: number;
   /** Scrapes waiting for a render slot; anyone beyond them is refused at once. */
   maxWaiting: number;
+  /** What the refusal calls the requests and their work: "scrapes" and "rendering" unless given. */
+  words?: { requests: string; running: string };
 }
 
 /**
@@ -44,7 +46,8 @@ export class ScrapeGate {
     if (this.#closed) return Promise.reject(new ScrapeRefusedError("the exporter is shutting down"));
     if (this.#running < this.#limits.maxRunning) return Promise.resolve(this.#take());
     if (this.#waiting.size >= this.#limits.maxWaiting) {
-      return Promise.reject(new ScrapeRefusedError(`too many scrapes at once: ${this.#running} rendering, ${this.#waiting.size} waiting`));
+      const { requests, running } = this.#limits.words ?? { requests: "scrapes", running: "rendering" };
+      return Promise.reject(new ScrapeRefusedError(`too many ${requests} at once: ${this.#running} ${running}, ${this.#waiting.size} waiting`));
     }
     return new Promise((resolve, reject) => {
       const leave = () => {

@@ -9,6 +9,7 @@ import type { Inventory } from "./inventory.js";
 import type { Logger } from "./log.js";
 import { MetricsRenderer, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, acceptsGzip, gzipped, negotiateFormat, type ExpositionFormat } from "./metrics.js";
 import { TokenBucket } from "./rate-limit.js";
+import type { ProbeEndpoint, ProbeEndpointDeps } from "./probe-endpoint.js";
 import type { SeriesSelection } from "./series-selection.js";
 import { ScrapeGate, ScrapeRefusedError } from "./scrape-gate.js";
 import { ServingCertificate } from "./serving-certificate.js";
@@ -29,6 +30,8 @@ export interface ServerDeps {
   selection?: () => SeriesSelection;
   /** --web.config.file: TLS, basic auth, extra headers, rate limit. Without it: plain HTTP, open to all. */
   web?: WebConfig;
+  /** /probe: the parse cache and the configuration it reads its modules from (and a resolver, in tests). Without it, no /probe route. */
+  probes?: Pick<ProbeEndpointDeps, "cache" | "config" | "lookup">;
 }
 
 /** Prometheus tells every target how long it will wait for the answer. */
@@ -110,7 +113,7 @@ function unavailable(reply: FastifyReply, why: string): FastifyReply {
  * a web config it serves HTTPS from a certificate it reloads when renewed, and asks for credentials
  * everywhere but the probes.
  */
-export function buildServer({ inventory, health, log, http, maxLabelValueLength, selection, web }: ServerDeps): FastifyInstance {
+export function buildServer({ inventory, health, log, http, maxLabelValueLength, selection, web, probes }: ServerDeps): FastifyInstance {
   const serving = web?.tls && new ServingCertificate(web.tls, log.child({ component: "tls" }));
   const nodeServer = { headersTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS };
   // Fastify hands `http` to a plain server only; an HTTPS server takes the same options with its TLS ones.
@@ -190,6 +193,17 @@ export function buildServer({ inventory, health, log, http, maxLabelValueLength,
     }, { once: true });
     return reply.type(contentType(format)).send(sent);
   });
+
+  if (probes) {
+    // Behind the same hooks as /metrics (auth, rate limit). The prober loads with the first /probe request.
+    let endpoint: Promise<ProbeEndpoint> | undefined;
+    const probeEndpoint = () => (endpoint ??= import("./probe-endpoint.js").then(({ ProbeEndpoint }) => new ProbeEndpoint({ ...probes, health, http })));
+    app.get("/probe", { exposeHeadRoute: false }, async (request, reply) => (await probeEndpoint()).handle(request, reply));
+    app.addHook("preClose", (done) => {
+      void endpoint?.then((loaded) => loaded.close());
+      done();
+    });
+  }
 
   // The headers alone: rendering is exactly what a HEAD must not cost.
   app.head("/metrics", async (request, reply) => {
