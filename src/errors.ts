@@ -32,6 +32,19 @@ export const READ_ERROR_REASONS = {
 
 export type ReadErrorReason = keyof typeof READ_ERROR_REASONS;
 
+/**
+ * Thrown for every configuration problem; the CLI turns it into exit code 2. It lives here, not in
+ * config.ts (which re-exports it), so that code throwing it at run time (the shard, the Kubernetes
+ * client) does not load the configuration schemas and zod with it: the endpoint source reaches the
+ * shard through its context, and zod alone is about 20 MiB of a prober's memory.
+ */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
 /** A typed failure to read certificates from one location. `reason` is stable; `message` is for humans. */
 export class CertReadError extends Error {
   readonly reason: ReadErrorReason;

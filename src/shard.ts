@@ -1,5 +1,6 @@
 import { hostname as osHostname } from "node:os";
-import { ConfigError, type ShardConfig } from "./config.js";
+import type { ShardConfig } from "./config.js";
+import { ConfigError } from "./errors.js";
 
 /**
  * Sharding: several replicas split the work of one cluster, each reading its own share.
