@@ -2,7 +2,9 @@
  * /metrics render time at 10,000 and 50,000 certificates: our renderer next to a plain prom-client
  * registry holding the same series, and the longest event-loop stall while ours renders. Then, at
  * 50,000 certificates with distinct names, serials and fingerprints, the body bytes per certificate
- * and the CPU of one scrape (render and compression), plain and gzipped.
+ * and the CPU of one scrape (render and compression), plain and gzipped. Last, 300,000 certificates
+ * shaped like the 100,000-Secret bench, gzip scrapes in children under the deployed V8 flags, next
+ * to an earlier commit's renderer (bench/render-scale.ts).
  */
 import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
@@ -12,6 +14,7 @@ import { Health } from "../src/health.js";
 import { Inventory } from "../src/inventory.js";
 import { METRICS_GZIP_LEVEL, MetricsRenderer, gzipped } from "../src/metrics.js";
 import { record } from "../test/helpers/records.js";
+import { benchRenderScale } from "./render-scale.js";
 import { printTable, type BenchRow } from "./report.js";
 
 const ROUNDS = 5;
@@ -152,6 +155,8 @@ async function longestStall(work: () => Promise<unknown>): Promise<number> {
 }
 
 export async function benchRender(): Promise<BenchRow[]> {
+  // The 300,000-certificate case alone (bench/render-scale.ts), e.g. while working on the renderer.
+  if (process.env.BENCH_RENDER_SCALE_ONLY) return benchRenderScale();
   // First, on a fresh heap: the prom-client registries below leave hundreds of MiB for the collector.
   const compression = await benchCompression(50_000);
   const rows: BenchRow[] = [];
@@ -174,7 +179,7 @@ export async function benchRender(): Promise<BenchRow[]> {
       { name: `longest event-loop stall, ${count} certs, ours`, value: stall, unit: "ms", baseline: baselineStallName },
     );
   }
-  return [...rows, ...compression];
+  return [...rows, ...compression, ...(await benchRenderScale())];
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
