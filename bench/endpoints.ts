@@ -17,6 +17,11 @@
  *
  *   npm run bench -- endpoints           (needs apt-get install prometheus-blackbox-exporter)
  *   BENCH_PROBE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npm run bench -- endpoints   (profile our side)
+ *   BENCH_PROBE_NODE_ARGS="--max-semi-space-size=2 --max-old-space-size=192" npm run bench -- endpoints   (the Deployment's V8 flags)
+ *
+ * After the cycles, our child also renders the inventory's series (src/metrics.ts) with the default
+ * family set and with the smallest, and counts the samples: the series the 1,000 endpoints add to
+ * Prometheus, besides the exporter's own metrics.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -76,9 +81,12 @@ function probeChildScript(compiled: string, portsFile: string, caFile: string): 
     const { ParseCache } = await import(${load("certs/cache.js")});
     const { Health } = await import(${load("health.js")});
     const { createLogger } = await import(${load("log.js")});
+    const { MetricsRenderer } = await import(${load("metrics.js")});
+    const { DEFAULT_SELECTION, REQUIRED_FAMILIES } = await import(${load("series-selection.js")});
     const ports = JSON.parse(await readFile(${JSON.stringify(portsFile)}, "utf8"));
     const inventory = new Inventory();
-    const ctx = new SourceContext(inventory, new ParseCache(20000), new Health(inventory), createLogger("silent"));
+    const health = new Health(inventory);
+    const ctx = new SourceContext(inventory, new ParseCache(20000), health, createLogger("silent"));
     const targets = ports.map((port) => ({ address: "127.0.0.1:" + port, serverName: "bench.local", caFile: ${JSON.stringify(caFile)} }));
     const source = new EndpointSource(targets, { intervalSeconds: 3600, jitter: 0, concurrency: ${CONCURRENCY}, timeout: 10, connectTimeout: 5, maxFileSize: 1048576 }, ctx);
     const cycles = [];
@@ -93,15 +101,32 @@ function probeChildScript(compiled: string, portsFile: string, caFile: string): 
       cycles.push({ wallSeconds, cpuSeconds: (used.user + used.system) / 1e6, ok });
     }
     const status = await readFile("/proc/self/status", "utf8");
-    process.stdout.write(JSON.stringify({ cycles, rssPeakBytes: Number(/VmHWM:\\s+(\\d+) kB/.exec(status)?.[1] ?? 0) * 1024 }) + "\\n");
+    const series = async (selection) => {
+      const text = Buffer.concat(await new MetricsRenderer(inventory, health, { selection: () => selection }).renderCertificates()).toString("utf8");
+      return text.split("\\n").filter((line) => line !== "" && !line.startsWith("#")).length;
+    };
+    const seriesDefault = await series(DEFAULT_SELECTION);
+    const seriesSmallest = await series({ certificateFamilies: REQUIRED_FAMILIES, infoLabels: [], leafOnly: false });
+    let certificates = 0;
+    for (const entry of inventory.entries()) certificates += entry.certificates.length;
+    process.stdout.write(JSON.stringify({ cycles, rssPeakBytes: Number(/VmHWM:\\s+(\\d+) kB/.exec(status)?.[1] ?? 0) * 1024, seriesDefault, seriesSmallest, certificates }) + "\\n");
   `;
 }
 
-async function runOurs(node: NodeRuntime, compiled: string, dir: string): Promise<{ cycles: CycleFigures[]; rssPeakBytes: number }> {
+interface RunFigures {
+  cycles: CycleFigures[];
+  rssPeakBytes: number;
+  /** Ours only: the inventory's series with the default and the smallest family set, and its certificates. */
+  seriesDefault?: number;
+  seriesSmallest?: number;
+  certificates?: number;
+}
+
+async function runOurs(node: NodeRuntime, compiled: string, dir: string): Promise<RunFigures> {
   const extra = process.env.BENCH_PROBE_NODE_ARGS ? process.env.BENCH_PROBE_NODE_ARGS.split(" ") : [];
   const prober = spawn(node.path, [...extra, "--input-type=module", "-e", probeChildScript(compiled, join(dir, "ports.json"), join(dir, "ca.pem"))], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
   const exited = once(prober, "exit");
-  const figures = JSON.parse(await readLine(prober)) as { cycles: CycleFigures[]; rssPeakBytes: number };
+  const figures = JSON.parse(await readLine(prober)) as RunFigures;
   await exited;
   return figures;
 }
@@ -189,7 +214,7 @@ async function runBlackbox(dir: string, ports: number[]): Promise<{ cycles: Cycl
   }
 }
 
-function summarize(side: string, run: { cycles: CycleFigures[]; rssPeakBytes: number }, baseline: string | undefined): BenchRow[] {
+function summarize(side: string, run: RunFigures, baseline: string | undefined): BenchRow[] {
   const [cold, ...warm] = run.cycles as [CycleFigures, ...CycleFigures[]];
   const mean = (pick: (c: CycleFigures) => number): number => warm.reduce((sum, c) => sum + pick(c), 0) / Math.max(1, warm.length);
   const b = (name: string): { baseline?: string } => (baseline ? { baseline: `${baseline} ${name}` } : {});
@@ -198,8 +223,15 @@ function summarize(side: string, run: { cycles: CycleFigures[]; rssPeakBytes: nu
     { name: `${side} wall per cycle`, value: mean((c) => c.wallSeconds), unit: "s", ...b("wall per cycle") },
     { name: `${side} CPU per probe`, value: (mean((c) => c.cpuSeconds) / ENDPOINTS) * 1000, unit: "ms", ...b("CPU per probe") },
     { name: `${side} CPU per probe, first cycle`, value: (cold.cpuSeconds / ENDPOINTS) * 1000, unit: "ms", ...b("CPU per probe, first cycle") },
+    { name: `${side} CPU per cycle of ${ENDPOINTS} probes`, value: mean((c) => c.cpuSeconds) * 1000, unit: "ms", ...b(`CPU per cycle of ${ENDPOINTS} probes`) },
     { name: `${side} peak RSS`, value: run.rssPeakBytes / 1024 / 1024, unit: "MiB", ...b("peak RSS") },
     { name: `${side} endpoints read and verified`, value: ok, unit: "of 1000" },
+    ...(run.seriesDefault === undefined
+      ? []
+      : [
+          { name: `${side} series of the endpoints, default family set (${String(run.certificates)} certificates)`, value: run.seriesDefault, unit: "series" },
+          { name: `${side} series of the endpoints, smallest family set`, value: run.seriesSmallest ?? NaN, unit: "series" },
+        ]),
   ];
 }
 

@@ -35,20 +35,30 @@
  *   BENCH_SINGLE=0                                   (skip the single replica)
  *   BENCH_NODE_DEFAULTS=1                            (every child on Node's default heap sizes)
  *   BENCH_HEAP_SNAPSHOT=1                            (a heap snapshot of the single replica after its sync, in /tmp)
+ *   BENCH_SECRETS_IDLE=60                            (the single replica's CPU over 60 s without a request, after its sync)
+ *
+ * CPU is user + system time of the whole child (every thread), not wall time, which other work on the
+ * machine moves more: the sync's from `serve()` to synced (and from process start, module loading
+ * included), each gzip scrape's as the child's CPU over the measured scrapes divided by their number,
+ * and idle CPU per second (BENCH_SECRETS_IDLE) after 10 s of settling.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { makeCert, type Issued } from "../scripts/certgen.js";
 import { FakeApiServer } from "../test/k8s/apiserver.js";
 import { printTable, type BenchRow } from "./report.js";
-import { benchNode, compileExporter, currentRssBytes, deployedNodeFlags, peakRssBytes, ROOT, type NodeRuntime } from "./runtime.js";
+import { benchNode, compileExporter, cpuMs, currentRssBytes, deployedNodeFlags, peakRssBytes, ROOT, type NodeRuntime } from "./runtime.js";
 
 export const SECRETS = Number(process.env.BENCH_SECRETS ?? 100_000);
 export const NAMESPACES = Number(process.env.BENCH_NAMESPACES ?? 400);
 const SHARDS = Number(process.env.BENCH_SHARDS ?? 3);
+/** Seconds of the single replica without a request, after its sync, for its idle CPU; 0 skips it. */
+const IDLE_SECONDS = Number(process.env.BENCH_SECRETS_IDLE ?? 0);
+const IDLE_SETTLE_MS = 10_000;
 const UPDATES = 5;
 const SCRAPES = 3;
 /** Resolution of the in-process event-loop delay histogram used for the stall during scrapes. */
@@ -123,19 +133,27 @@ function childScript(mode: "baseline" | "exporter", compiled: string, kubeconfig
   }
   return `${common}
     const { Exporter } = await import(${module("app.js")});
+    const cpuMs = (usage) => (usage.user + usage.system) / 1000;
     const exporter = await Exporter.create(config);
+    const cpuAtServe = process.cpuUsage();
     const started = performance.now();
     await exporter.serve();
     while (exporter.health.pendingSources().length > 0) await new Promise((r) => setTimeout(r, 2));
     const seconds = (performance.now() - started) / 1000;
-    report({ seconds, items: exporter.inventory.size, certificates: exporter.inventory.certificateCount(), port: exporter.port, syncedAt: Date.now() });
-    // When the inventory changes, to the millisecond: the moment from which a scrape shows it.
-    let generation = exporter.inventory.generation;
-    const watcher = setInterval(() => {
-      if (exporter.inventory.generation === generation) return;
+    report({ seconds, syncCpuMs: cpuMs(process.cpuUsage(cpuAtServe)), processCpuMs: cpuMs(process.cpuUsage()), items: exporter.inventory.size, certificates: exporter.inventory.certificateCount(), port: exporter.port, syncedAt: Date.now() });
+    // When the inventory changes, to the millisecond: the moment from which a scrape shows it. Polled
+    // every millisecond, which costs CPU of its own, so only from the "watch" command on (the updates),
+    // after the idle and scrape CPU are measured.
+    let generation, watcher;
+    handlers.watch = () => {
       generation = exporter.inventory.generation;
-      report({ inventoryChangedAt: Date.now() });
-    }, 1);
+      watcher ??= setInterval(() => {
+        if (exporter.inventory.generation === generation) return;
+        generation = exporter.inventory.generation;
+        report({ inventoryChangedAt: Date.now() });
+      }, 1);
+      return { watching: true };
+    };
     // Locations held per namespace, for the shard transitions.
     handlers.coverage = () => {
       const counts = {};
@@ -335,6 +353,7 @@ async function singleReplica(node: NodeRuntime, compiled: string, api: FakeApiSe
   const kubeconfig = api.kubeconfigPath();
   const baseline = startChild(node, "baseline", compiled, kubeconfig);
   const b = await baseline.first;
+  const baselineCpu = cpuMs(baseline.proc.pid!);
   if (b.items !== SECRETS) throw new Error(`the baseline listed ${String(b.items)} Secrets, expected ${SECRETS}`);
   const baselineRss = mib(peakRssBytes(baseline.proc.pid!));
   await stopChild(baseline);
@@ -349,12 +368,24 @@ async function singleReplica(node: NodeRuntime, compiled: string, api: FakeApiSe
   if (process.env.BENCH_HEAP_SNAPSHOT) console.error(`heap snapshot: ${String((await exporter.ask("snapshot", "snapshot")).snapshot)}`);
   const rssAfterGc = mib(currentRssBytes(pid));
 
+  // Idle: nobody scrapes, nothing changes; the watches stay open.
+  let idleCpuPerSecond = NaN;
+  if (IDLE_SECONDS > 0) {
+    await new Promise((resolve) => setTimeout(resolve, IDLE_SETTLE_MS));
+    const before = cpuMs(pid);
+    await new Promise((resolve) => setTimeout(resolve, IDLE_SECONDS * 1000));
+    idleCpuPerSecond = (cpuMs(pid) - before) / IDLE_SECONDS;
+  }
+  const rssIdle = mib(currentRssBytes(pid));
+
   const scraper = await Scraper.start(`http://127.0.0.1:${String(e.port)}/metrics`);
   await scraper.scrape(); // the first render outside the measurement
   await exporter.ask("lag-start", "lag");
   const sampling = rssSampler(pid);
   const scrapes: ScrapeResult[] = [];
+  const cpuBeforeScrapes = cpuMs(pid);
   for (let s = 0; s < SCRAPES; s++) scrapes.push(await scraper.scrape());
+  const cpuPerScrape = (cpuMs(pid) - cpuBeforeScrapes) / SCRAPES;
   const rssWhileScraped = mib(sampling());
   const lag = await exporter.ask("lag-stop", "lagMaxMs");
 
@@ -362,6 +393,7 @@ async function singleReplica(node: NodeRuntime, compiled: string, api: FakeApiSe
   // shows it), and the first scrape started after that, which must show it.
   const toInventory: number[] = [];
   const toScraped: number[] = [];
+  await exporter.ask("watch", "watching");
   for (let u = 0; u < UPDATES; u++) {
     const chain = chains[u % 4]!;
     const fresh = await makeCert({ cn: `updated-${u}.bench.example`, issuer: chain.intermediate, notAfterDays: 60 });
@@ -395,6 +427,16 @@ async function singleReplica(node: NodeRuntime, compiled: string, api: FakeApiSe
     { name: "peak RSS, exporter up to the end of the sync", value: peakAtSync, unit: "MiB", baseline: baseRssName },
     { name: "RSS, exporter after the sync and a full GC", value: rssAfterGc, unit: "MiB", baseline: baseRssName },
     { name: "V8 heap in use, exporter after the sync and a full GC", value: heap, unit: "MiB" },
+    { name: "CPU (user + system), list-only baseline, process start to complete list", value: baselineCpu, unit: "ms" },
+    { name: "CPU (user + system), exporter initial sync, serve() to synced", value: Number(e.syncCpuMs), unit: "ms" },
+    { name: "CPU (user + system), exporter process start to synced (module loading included)", value: Number(e.processCpuMs), unit: "ms", baseline: "CPU (user + system), list-only baseline, process start to complete list" },
+    ...(IDLE_SECONDS > 0
+      ? [
+          { name: `idle CPU (user + system) over ${IDLE_SECONDS} s without a request, after the sync`, value: idleCpuPerSecond, unit: "ms/s" },
+          { name: "RSS after the idle window", value: rssIdle, unit: "MiB" },
+        ]
+      : []),
+    { name: `CPU (user + system) per gzip scrape, mean of ${SCRAPES}`, value: cpuPerScrape, unit: "ms" },
     { name: `RSS while scraped, largest sampled every 50 ms over ${SCRAPES} gzip scrapes`, value: rssWhileScraped, unit: "MiB", baseline: baseRssName },
     { name: "peak RSS, exporter at the end (scrapes and updates included)", value: peakWithScrapes, unit: "MiB", baseline: baseRssName },
     { name: `gzip GET /metrics, fastest of ${SCRAPES} (${mib(body.bytes).toFixed(1)} MiB gzip, ${mib(body.plainBytes).toFixed(0)} MiB plain)`, value: w.min, unit: "ms" },
@@ -548,7 +590,7 @@ export async function benchSecrets(node: NodeRuntime = benchNode()): Promise<Ben
   }
 }
 
-export const SECRETS_TITLE = `Secrets source: ${SECRETS.toLocaleString("en-US")} TLS Secrets in ${NAMESPACES} namespaces over HTTPS, on the image's Node with the deployed V8 flags (${DEPLOYED_NODE_FLAGS.join(" ") || "Node's defaults"})`;
+export const SECRETS_TITLE = `Secrets source: ${SECRETS.toLocaleString("en-US")} TLS Secrets in ${NAMESPACES} namespaces over HTTPS, on the image's Node with the deployed V8 flags (${DEPLOYED_NODE_FLAGS.join(" ") || "Node's defaults"}); load average ${loadavg().map((l) => l.toFixed(1)).join(" ")} at start`;
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const node = benchNode();
