@@ -211,15 +211,15 @@ const secretRule = z
     type: z.string().min(1).max(253).optional(),
     /** Data keys to read; globs (`*.crt`, `*.p12`). */
     keys: z.array(z.string().min(1).max(253)).min(1).max(100),
-    /** auto (PEM, DER or PKCS#7), pem, der, pkcs12, or kubeconfig. */
-    format: z.enum(["auto", "pem", "der", "pkcs12", "kubeconfig"]).default("auto"),
-    /** pkcs12: the data key of the same Secret that holds the passphrase. */
+    /** auto (PEM, DER or PKCS#7), pem, der, pkcs12, jks, or kubeconfig. */
+    format: z.enum(["auto", "pem", "der", "pkcs12", "jks", "kubeconfig"]).default("auto"),
+    /** pkcs12, jks: the data key of the same Secret that holds the passphrase. */
     passphraseKey: z.string().min(1).max(253).optional(),
-    /** pkcs12: the passphrase itself (used when passphraseKey is absent or missing from the Secret). */
+    /** pkcs12, jks: the passphrase itself (used when passphraseKey is absent or missing from the Secret). */
     passphrase: z.string().max(1024).optional(),
   })
-  .refine((rule) => rule.format === "pkcs12" || (rule.passphraseKey === undefined && rule.passphrase === undefined), {
-    message: "passphraseKey and passphrase apply only to format pkcs12",
+  .refine((rule) => rule.format === "pkcs12" || rule.format === "jks" || (rule.passphraseKey === undefined && rule.passphrase === undefined), {
+    message: "passphraseKey and passphrase apply only to formats pkcs12 and jks",
   });
 
 /** Which namespaces a Kubernetes source reads (src/sources/namespaces.ts). */

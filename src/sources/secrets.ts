@@ -8,6 +8,7 @@ import {
   ANNOTATION_CRITICAL_DAYS,
   ANNOTATION_WARNING_DAYS,
 } from "../annotations.js";
+import { openJks } from "../certs/jks.js";
 import type { CertRecord } from "../certs/record.js";
 import { truncateLabelValue } from "../certs/truncate.js";
 import type { KubernetesConfig, SecretRule, SecretsConfig } from "../config.js";
@@ -172,10 +173,17 @@ async function readKey(secret: SecretObject, key: string, rule: SecretRule, ctx:
     }
     case "pkcs12":
       return [{ key, result: await readPkcs12(secret, bytes, rule, ctx) }];
+    case "jks":
+      return [{ key, result: readJksKey(secret, bytes, rule, ctx) }];
   }
 }
 
-async function readPkcs12(secret: SecretObject, bytes: Uint8Array, rule: SecretRule, ctx: SourceContext): Promise<readonly CertRecord[] | CertReadError> {
+/**
+ * The passphrases to try for a pkcs12 or jks rule: the Secret's passphraseKey (as it is, and without
+ * a final newline), else the configured passphrase; `none` when the rule names neither; an error when
+ * the named key is missing and no passphrase is configured.
+ */
+function passphrasesFor(secret: SecretObject, rule: SecretRule, none: readonly string[] | undefined): readonly string[] | undefined | CertReadError {
   const passphrases: string[] = [];
   const fromKey = rule.passphraseKey ? secret.data?.[rule.passphraseKey] : undefined;
   if (fromKey !== undefined) {
@@ -191,8 +199,38 @@ async function readPkcs12(secret: SecretObject, bytes: Uint8Array, rule: SecretR
   } else if (rule.passphraseKey) {
     return new CertReadError("wrong_passphrase", `no passphrase: the Secret has no key "${rule.passphraseKey}"`);
   } else {
-    passphrases.push("");
+    return none;
   }
+  return passphrases;
+}
+
+/**
+ * A JKS keystore's certificates, read inline: the reader is ours, bounded and linear in the bytes
+ * (src/certs/jks.ts), and needs no decryption. The digest is checked when the rule gives a
+ * passphrase; without one, the certificates are read unchecked.
+ */
+function readJksKey(secret: SecretObject, bytes: Uint8Array, rule: SecretRule, ctx: SourceContext): readonly CertRecord[] | CertReadError {
+  const passphrases = passphrasesFor(secret, rule, undefined);
+  if (passphrases instanceof CertReadError) return passphrases;
+  try {
+    const records: CertRecord[] = [];
+    openJks(bytes, passphrases, ctx.cache.limits.maxCertificates).forEach((der, i) => {
+      try {
+        records.push(...ctx.cache.parse(der, "der"));
+      } catch (err) {
+        const error = toReadError(err, "corrupt_certificate");
+        throw new CertReadError(error.reason, `JKS certificate ${i}: ${error.message}`);
+      }
+    });
+    return records;
+  } catch (err) {
+    return toReadError(err, "corrupt_certificate");
+  }
+}
+
+async function readPkcs12(secret: SecretObject, bytes: Uint8Array, rule: SecretRule, ctx: SourceContext): Promise<readonly CertRecord[] | CertReadError> {
+  const passphrases = passphrasesFor(secret, rule, [""]) ?? [""];
+  if (passphrases instanceof CertReadError) return passphrases;
   try {
     const records: CertRecord[] = [];
     for (const der of await ctx.decodePkcs12(bytes, passphrases)) records.push(...ctx.cache.parse(der, "der"));
