@@ -6,7 +6,6 @@
 import { DerError, TAG, type Tlv, asBuffer, children, decodeOid, hex, readTlv } from "./der.js";
 
 const utf8 = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
-const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const REPLACEMENT = 0xfffd;
 
 function ascii(buf: Uint8Array, s: number, e: number): string | undefined {
@@ -70,8 +69,7 @@ export function isStringTag(tag: number): boolean {
  * - UTF8String: UTF-8, invalid sequences replaced with U+FFFD.
  * - Printable/IA5/Visible/Numeric/Graphic/General: ASCII; bytes above 0x7f (which these types do
  *   not allow, but some issuers put UTF-8 there) are decoded as UTF-8 with replacement.
- * - TeletexString/VideotexString: UTF-8 when the bytes are valid UTF-8 (a common misuse), else
- *   ISO-8859-1, as most toolkits do for T.61.
+ * - TeletexString/VideotexString: ISO-8859-1, as OpenSSL reads T.61.
  * - BMPString: UTF-16BE; UniversalString: UTF-32BE; both with invalid units replaced.
  */
 export function decodeString(buf: Uint8Array, tlv: Tlv): string {
@@ -82,15 +80,10 @@ export function decodeString(buf: Uint8Array, tlv: Tlv): string {
     case TAG.UNIVERSAL_STRING:
       return universal(buf, s, e);
     case TAG.TELETEX_STRING:
-    case TAG.VIDEOTEX_STRING: {
-      const a = ascii(buf, s, e);
-      if (a !== undefined) return a;
-      try {
-        return utf8Strict.decode(buf.subarray(s, e));
-      } catch {
-        return latin1(buf, s, e);
-      }
-    }
+    case TAG.VIDEOTEX_STRING:
+      // ISO-8859-1, byte for byte, as OpenSSL, node:crypto and @peculiar/x509 read it, even when the
+      // bytes happen to be valid UTF-8 (test/parser-differential.test.ts).
+      return latin1(buf, s, e);
     default:
       return ascii(buf, s, e) ?? utf8.decode(buf.subarray(s, e));
   }
@@ -159,7 +152,8 @@ const MAX_RDN_ATTRIBUTES = 16;
 /**
  * Renders an X.501 Name. Well-known attribute types get their short names (the RFC 4514 set plus
  * the ones OpenSSL names, e.g. emailAddress); others are dotted OIDs. Values that are not character
- * strings are written as "#" and the hex of their DER encoding, as RFC 4514 prescribes.
+ * strings, and every value of a type written as a dotted OID, are written as "#" and the hex of
+ * their DER encoding, as RFC 4514 prescribes.
  */
 export function decodeName(buf: Uint8Array, name: Tlv): DecodedName {
   if (name.tag !== TAG.SEQUENCE) throw new DerError("name: not a SEQUENCE");
@@ -185,15 +179,18 @@ export function decodeName(buf: Uint8Array, name: Tlv): DecodedName {
       if (typeTlv.tag !== TAG.OID) throw new DerError("name: attribute type is not an OID");
       const valueTlv = readTlv(buf, typeTlv.end, atv.contentEnd);
       const oid = decodeOid(buf, typeTlv);
+      const typeName = ATTRIBUTE_NAMES[oid];
       let rendered: string;
-      if (isStringTag(valueTlv.tag)) {
+      // RFC 4514 §2.4: a type written as a dotted OID has its value written as "#" and the hex of its
+      // BER, whatever its syntax; OpenSSL's RFC 2253 output does the same.
+      if (typeName !== undefined && isStringTag(valueTlv.tag)) {
         const value = decodeString(buf, valueTlv);
         if (oid === CN_OID && cn === undefined) cn = value;
         rendered = escapeRfc4514(value);
       } else {
         rendered = "#" + hex(buf, valueTlv.start, valueTlv.end);
       }
-      parts.push(`${ATTRIBUTE_NAMES[oid] ?? oid}=${rendered}`);
+      parts.push(`${typeName ?? oid}=${rendered}`);
     }
     rdns.push(parts.join("+"));
   }
