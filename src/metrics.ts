@@ -1,7 +1,7 @@
 import { Readable, pipeline } from "node:stream";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { createGzip } from "node:zlib";
-import type { CertRecord } from "./certs/record.js";
+import type { CertRecord, CrlRecord } from "./certs/record.js";
 import { truncateLabelValue } from "./certs/truncate.js";
 import type { Health } from "./health.js";
 import type { Inventory } from "./inventory.js";
@@ -319,7 +319,7 @@ const CERTIFICATE_FAMILIES: {
  * nothing else, so an entry without any of these has no sample in any family.
  */
 function hasLocationFacts(entry: LocationEntry): boolean {
-  return entry.error !== undefined || entry.stale !== undefined || entry.thresholds !== undefined || entry.certManager !== undefined || entry.probe !== undefined;
+  return entry.error !== undefined || entry.stale !== undefined || entry.thresholds !== undefined || entry.certManager !== undefined || entry.probe !== undefined || entry.crls !== undefined;
 }
 
 interface LocationFamily {
@@ -329,7 +329,18 @@ interface LocationFamily {
   sample: (entry: LocationEntry, at: string) => string | undefined;
 }
 
-/** The per-location families: at most one sample per location each (a state set one per state), in the order they are exposed. */
+/** One sample per CRL of a location that has a value, labelled with the CRL's index and issuer CN; undefined when none. */
+function crlSamples(crls: readonly CrlRecord[] | undefined, value: (crl: CrlRecord) => number | undefined, name: string, at: string): string | undefined {
+  if (!crls) return undefined;
+  let out = "";
+  crls.forEach((crl, index) => {
+    const v = value(crl);
+    if (v !== undefined) out += `${name}{${at},${labelText({ index: String(index), issuer_cn: crl.issuerCN })}} ${v}\n`;
+  });
+  return out || undefined;
+}
+
+/** The per-location families: at most one sample per location each (a state set one per state, a CRL family one per CRL), in the order they are exposed. */
 const LOCATION_FAMILIES: LocationFamily[] = [
   {
     name: "cert_read_errors",
@@ -418,6 +429,21 @@ const LOCATION_FAMILIES: LocationFamily[] = [
     name: "cert_endpoint_ocsp_revocation_timestamp_seconds",
     help: "revocationTime of the leaf when its stapled OCSP response says revoked, as Unix time in seconds.",
     sample: ({ probe }, at) => (probe?.ocsp?.revocationTime === undefined ? undefined : `cert_endpoint_ocsp_revocation_timestamp_seconds{${at}} ${probe.ocsp.revocationTime}\n`),
+  },
+  {
+    name: "cert_crl_this_update_timestamp_seconds",
+    help: "thisUpdate of each CRL found at a location (index: its place among the location's CRLs), as Unix time in seconds.",
+    sample: ({ crls }, at) => crlSamples(crls, (crl) => crl.thisUpdate, "cert_crl_this_update_timestamp_seconds", at),
+  },
+  {
+    name: "cert_crl_next_update_timestamp_seconds",
+    help: "nextUpdate of each CRL found at a location, as Unix time in seconds; no sample for a CRL that sets none.",
+    sample: ({ crls }, at) => crlSamples(crls, (crl) => crl.nextUpdate, "cert_crl_next_update_timestamp_seconds", at),
+  },
+  {
+    name: "cert_crl_revoked_certificates",
+    help: "How many certificates each CRL found at a location revokes.",
+    sample: ({ crls }, at) => crlSamples(crls, (crl) => crl.revoked, "cert_crl_revoked_certificates", at),
   },
 ];
 

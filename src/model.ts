@@ -3,7 +3,7 @@
  * the prober, the inventory, metrics, `check` and the status page all import these; this module
  * imports nothing but other model types.
  */
-import type { CertRecord } from "./certs/record.js";
+import type { CertRecord, CrlRecord } from "./certs/record.js";
 import type { ReadErrorReason } from "./errors.js";
 
 export type SourceKind = "secret" | "endpoint" | "kubeconfig" | "file" | "configmap" | "cabundle" | "csr";
@@ -72,6 +72,8 @@ export interface OcspFacts {
 export interface LocationEntry {
   location: Location;
   certificates: readonly CertRecord[];
+  /** The CRLs found beside the certificates (a PEM `X509 CRL` block, a DER CRL), in input order; absent when none. */
+  crls?: readonly CrlRecord[];
   error?: { reason: ReadErrorReason; message: string };
   thresholds?: Thresholds;
   certManager?: CertManagerLink;

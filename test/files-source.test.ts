@@ -223,7 +223,7 @@ t.test("an oversized file is too_large and not read", async (t) => {
   t.equal(h.source.reader.reads, 1);
 });
 
-t.test("garbage is not_pem_or_der; key-, CSR-, CRL- and public-key-only files have no location at all", async (t) => {
+t.test("garbage is not_pem_or_der; key-, CSR- and public-key-only files have no location at all; a CRL-only file has its CRL", async (t) => {
   const dir = await tempDir(t);
   const ca = await makeCert({ cn: "crl-ca", ca: true });
   const key = await privateKeyPem(ca);
@@ -238,7 +238,9 @@ t.test("garbage is not_pem_or_der; key-, CSR-, CRL- and public-key-only files ha
   for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content);
   const h = harness(t, [group([`${dir}/*`])]);
   await h.scan();
-  t.same(h.names(), [join(dir, "garbage.pem")], "only the garbage has a location");
+  t.same(h.names(), [join(dir, "garbage.pem"), join(dir, "revoked.crl")], "only the garbage and the CRL have a location");
+  t.notOk(h.at(join(dir, "revoked.crl"))?.error, "a CRL-only file is not a read error");
+  t.equal(h.at(join(dir, "revoked.crl"))?.crls?.length, 1, "it holds its CRL");
   t.equal(h.at(join(dir, "garbage.pem"))?.error?.reason, "not_pem_or_der");
   const errors = (await h.health.readErrors.get()).values.filter((v) => v.value > 0);
   t.same(

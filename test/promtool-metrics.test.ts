@@ -111,6 +111,14 @@ async function scrapeEverything(t: Test, order: string[]): Promise<{ exporter: E
       ocsp: { stapled: true, status: "revoked", thisUpdate: 1_767_225_600, nextUpdate: 1_767_830_400, revocationTime: 1_767_222_000 },
     },
   });
+  // A Secret key holding two CRLs, one without nextUpdate: every CRL family has a sample.
+  inventory.replace({ source: "secret", namespace: "pki", name: "ca-crl", key: "ca.crl" }, {
+    certificates: [],
+    crls: [
+      { thisUpdate: 1_767_225_600, nextUpdate: 1_767_830_400, issuer: "CN=Shop CA", issuerCN: "Shop CA", revoked: 3 },
+      { thisUpdate: 1_767_225_600, issuer: 'CN=odd " CA', issuerCN: 'odd " CA', revoked: 0 },
+    ],
+  });
   inventory.replace({ source: "endpoint", namespace: "shop", name: "shop-web:443", key: "ingresses" }, {
     certificates: [],
     probe: { success: false, reason: "connect_timeout", message: "no answer in 5 s", chainVerified: false, verifyError: "", hostnameMatch: false, tlsVersion: "", cipher: "", durationSeconds: 5 },

@@ -2,11 +2,11 @@ import { createHash } from "node:crypto";
 import { CertReadError } from "../errors.js";
 import type { Tlv } from "./der.js";
 import { decodeCertificate } from "./decode.js";
-import type { CertRecord } from "./record.js";
-import { type CertFormat, parseCertificates } from "./parse.js";
+import type { CertList, CertRecord, CrlRecord } from "./record.js";
+import { type CertFormat, type ParsedCertificates, parseCertificates } from "./parse.js";
 import { truncateLabelValue } from "./truncate.js";
 
-type Entry = { records: readonly CertRecord[] } | { error: CertReadError };
+type Entry = { records: CertList } | { error: CertReadError };
 
 /** A bounded map that forgets the least recently used key first. */
 class Lru<V> {
@@ -130,11 +130,11 @@ export class ParseCache {
   }
 
   /** Records of `bytes`, shared and frozen: do not mutate. Throws CertReadError as parseCertificates does. */
-  parse(bytes: Uint8Array, format: CertFormat = "auto"): readonly CertRecord[] {
+  parse(bytes: Uint8Array, format: CertFormat = "auto"): CertList {
     const options = { decode: this.#decode, maxCertificates: this.limits.maxCertificates };
     if (this.maxEntries === 0) {
       this.#misses++;
-      return parseCertificates(bytes, format, options);
+      return withBoundedCrls(parseCertificates(bytes, format, options), this.limits.maxLabelValueLength);
     }
     const key = createHash("sha256").update(bytes).digest("base64") + format;
     const hit = this.#entries.get(key);
@@ -145,7 +145,7 @@ export class ParseCache {
     this.#misses++;
     let entry: Entry;
     try {
-      entry = { records: Object.freeze(exactly(parseCertificates(bytes, format, options))) };
+      entry = { records: Object.freeze(withBoundedCrls(exactly(parseCertificates(bytes, format, options)), this.limits.maxLabelValueLength)) };
     } catch (err) {
       if (!(err instanceof CertReadError)) throw err;
       entry = { error: err };
@@ -162,11 +162,22 @@ export class ParseCache {
  * 20,000 TLS Secrets, 38 MiB for 100,000 (bench/secrets.ts, heap snapshot). slice() copies into
  * an exactly sized array.
  */
-function exactly(records: CertRecord[]): CertRecord[] {
-  return records.slice();
+function exactly(records: ParsedCertificates): ParsedCertificates {
+  const copy: ParsedCertificates = records.slice();
+  if (records.crls) copy.crls = records.crls;
+  return copy;
 }
 
-function unwrap(entry: Entry): readonly CertRecord[] {
+/** The CRLs' label values (their issuer) cut to the limit, and frozen, as certificate records are. */
+function withBoundedCrls(records: ParsedCertificates, maxBytes: number): ParsedCertificates {
+  if (records.crls) {
+    const crls = records.crls.map((crl): CrlRecord => Object.freeze({ ...crl, issuer: truncateLabelValue(crl.issuer, maxBytes), issuerCN: truncateLabelValue(crl.issuerCN, maxBytes) }));
+    records.crls = Object.freeze(crls) as CrlRecord[];
+  }
+  return records;
+}
+
+function unwrap(entry: Entry): CertList {
   if ("records" in entry) return entry.records;
   // A fresh error per throw, so one caller attaching state to it cannot affect another.
   const { reason, message, pemLabels } = entry.error;

@@ -16,10 +16,12 @@
  * Error messages name structure and positions only: never the input bytes, never key material.
  */
 import { CertReadError } from "../errors.js";
-import type { CertRecord } from "./record.js";
+import type { CertRecord, CrlRecord } from "./record.js";
 import { DerError, TAG, type Tlv, asBuffer, decodeOid, expect, readTlv } from "./der.js";
 import { decodeCertificate } from "./decode.js";
+import { decodeCrl, looksLikeCrl } from "./crl.js";
 import { decodeBase64 } from "./base64.js";
+import { looksLikeJks, readJks } from "./jks.js";
 
 export type CertFormat = "auto" | "pem" | "der" | "pkcs7";
 
@@ -27,6 +29,14 @@ export type CertFormat = "auto" | "pem" | "der" | "pkcs7";
 const CERT_LABELS = new Set(["CERTIFICATE", "X509 CERTIFICATE", "X.509 CERTIFICATE", "TRUSTED CERTIFICATE"]);
 /** PEM labels holding a PKCS#7 / CMS ContentInfo. */
 const PKCS7_LABELS = new Set(["PKCS7", "PKCS #7 SIGNED DATA", "CMS"]);
+/** PEM labels holding one DER CertificateList (a CRL): OpenSSL writes "X509 CRL". */
+const CRL_LABELS = new Set(["X509 CRL", "CRL"]);
+
+/**
+ * What one input holds: its certificates in input order, and its CRLs (in input order too, their
+ * own `index`) when it holds any. An input with only CRLs is an empty list with `crls`, not an error.
+ */
+export type ParsedCertificates = CertRecord[] & { crls?: CrlRecord[] };
 
 const OID_SIGNED_DATA = "1.2.840.113549.1.7.2";
 
@@ -106,6 +116,7 @@ export interface ParseOptions {
 /** Collects records up to the limit, so a bundle of a million certificates costs no more than the limit. */
 class Records {
   readonly list: CertRecord[] = [];
+  readonly crls: CrlRecord[] = [];
   readonly #max: number;
   readonly #decode: CertDecoder;
 
@@ -135,8 +146,25 @@ class Records {
     }
   }
 
+  /** Decodes the CRL at `tlv`, failing the location with `what` when it does not decode. CRLs count toward the limit. */
+  addCrl(buf: Uint8Array, tlv: Tlv, what: string): void {
+    this.#room();
+    try {
+      this.crls.push(decodeCrl(buf, tlv));
+    } catch (err) {
+      throw new CertReadError("corrupt_certificate", `${what}: ${describe(err)}`, { cause: err });
+    }
+  }
+
+  /** The certificates, with the CRLs attached when there are any. */
+  result(): ParsedCertificates {
+    const out: ParsedCertificates = this.list;
+    if (this.crls.length > 0) out.crls = this.crls;
+    return out;
+  }
+
   #room(): void {
-    if (this.list.length >= this.#max) {
+    if (this.list.length + this.crls.length >= this.#max) {
       throw new CertReadError("too_many_certificates", `more than ${this.#max} certificates (limits.maxCertificatesPerLocation)`);
     }
   }
@@ -150,7 +178,8 @@ function parseDer(buf: Uint8Array, records: Records): void {
   } catch (err) {
     throw new CertReadError("corrupt_certificate", `DER certificate: ${describe(err)}`, { cause: err });
   }
-  records.add(buf, first, "DER certificate");
+  if (looksLikeCrl(buf, first)) records.addCrl(buf, first, "DER CRL");
+  else records.add(buf, first, "DER certificate");
   let pos = first.end;
   while (pos < buf.length && buf[pos] === TAG.SEQUENCE) {
     let next: Tlv;
@@ -159,7 +188,13 @@ function parseDer(buf: Uint8Array, records: Records): void {
     } catch {
       break;
     }
-    if (!records.tryAdd(buf, next)) break;
+    if (looksLikeCrl(buf, next)) {
+      try {
+        records.addCrl(buf, next, "DER CRL");
+      } catch {
+        break;
+      }
+    } else if (!records.tryAdd(buf, next)) break;
     pos = next.end;
   }
 }
@@ -212,12 +247,13 @@ function parsePem(text: string, onlyPkcs7: boolean, records: Records): void {
   blocks.forEach((block, index) => {
     const isCert = !onlyPkcs7 && CERT_LABELS.has(block.label);
     const isPkcs7 = PKCS7_LABELS.has(block.label);
-    if (!isCert && !isPkcs7) {
-      // Keys, requests, CRLs, parameters…: skipped without decoding, so key material is never touched.
+    const isCrl = !onlyPkcs7 && CRL_LABELS.has(block.label);
+    if (!isCert && !isPkcs7 && !isCrl) {
+      // Keys, requests, parameters…: skipped without decoding, so key material is never touched.
       labels.add(labels.size < MAX_LABELS_KEPT ? block.label.slice(0, MAX_LABEL_LENGTH) : MORE_LABELS);
       return;
     }
-    certBlocks++;
+    if (!isCrl) certBlocks++;
     const what = `PEM block ${index} (${block.label.slice(0, MAX_LABEL_LENGTH)})`;
     if (block.body === undefined) throw new CertReadError("corrupt_certificate", `${what}: no END line`);
     // RFC 1421 headers ("Proc-Type: …" and a blank line) are not part of certificate blocks: they fail here.
@@ -240,9 +276,11 @@ function parsePem(text: string, onlyPkcs7: boolean, records: Records): void {
     } catch (err) {
       throw new CertReadError("corrupt_certificate", `${what}: ${describe(err)}`, { cause: err });
     }
-    records.add(der, tlv, what);
+    if (isCrl) records.addCrl(der, tlv, what);
+    else records.add(der, tlv, what);
   });
-  if (records.list.length === 0) {
+  // A CRL alone is something to export, not a location without certificates.
+  if (records.list.length === 0 && records.crls.length === 0) {
     const found = [...labels];
     const message = certBlocks > 0 ? "PKCS#7 holds no certificate" : `PEM without a certificate (found: ${found.join(", ")})`;
     throw new CertReadError("no_certificate", message, { pemLabels: found });
@@ -255,21 +293,27 @@ function isBlank(bytes: Uint8Array): boolean {
 }
 
 /**
- * Reads every certificate in `bytes`: a PEM bundle (any number of CERTIFICATE / TRUSTED CERTIFICATE /
- * PKCS7 / CMS blocks; other blocks such as keys, requests and CRLs are skipped), DER certificate(s) or a
- * DER PKCS#7. Throws CertReadError with reason not_pem_or_der, no_certificate (pemLabels filled),
+ * Reads every certificate and CRL in `bytes`: a PEM bundle (any number of CERTIFICATE / TRUSTED CERTIFICATE /
+ * PKCS7 / CMS / X509 CRL blocks; other blocks such as keys and requests are skipped), DER certificate(s)
+ * and CRL(s) or a DER PKCS#7. A CRL that does not decode is `corrupt_certificate`, as a certificate is. Throws CertReadError with reason not_pem_or_der, no_certificate (pemLabels filled),
  * corrupt_certificate, bad_base64 or too_many_certificates. Records come in input order, which is the
  * `index` label. Work is linear in the input: one pass over PEM markers, each DER element read a
  * bounded number of times, decoding stopped at `maxCertificates`.
  */
-export function parseCertificates(bytes: Uint8Array, format: CertFormat = "auto", options: ParseOptions = {}): CertRecord[] {
+export function parseCertificates(bytes: Uint8Array, format: CertFormat = "auto", options: ParseOptions = {}): ParsedCertificates {
   if (bytes.length === 0 || isBlank(bytes)) throw new CertReadError("not_pem_or_der", "empty input");
   const records = new Records(options);
+  // The JKS magic (0xFEEDFEED) starts no PEM text and no DER element, so `auto` tells a keystore
+  // apart. Without a passphrase, its certificates are read without the integrity check (jks.ts).
+  if (format === "auto" && looksLikeJks(bytes)) {
+    for (const cert of readJks(bytes, options.maxCertificates).certificates) records.add(bytes, readTlv(bytes, cert.start, cert.end), cert.what);
+    return records.list;
+  }
   const der = looksLikeDer(bytes);
   if (format === "der") {
     if (!der) throw new CertReadError("not_pem_or_der", "not a DER certificate");
     parseDer(bytes, records);
-    return records.list;
+    return records.result();
   }
   if (der && format !== "pem") {
     let contentType: string | undefined;
@@ -282,7 +326,7 @@ export function parseCertificates(bytes: Uint8Array, format: CertFormat = "auto"
     }
     if (contentType !== undefined || format === "pkcs7") parsePkcs7(bytes, "PKCS#7", records);
     else parseDer(bytes, records);
-    return records.list;
+    return records.result();
   }
   // PEM never holds bytes above 0x7f except in surrounding text; latin1 keeps offsets byte-exact.
   const text = asBuffer(bytes).toString("latin1");
@@ -290,5 +334,5 @@ export function parseCertificates(bytes: Uint8Array, format: CertFormat = "auto"
     throw new CertReadError("not_pem_or_der", format === "auto" ? "neither PEM nor DER" : `not ${format === "pem" ? "PEM" : "PKCS#7"}`);
   }
   parsePem(text, format === "pkcs7", records);
-  return records.list;
+  return records.result();
 }

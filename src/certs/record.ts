@@ -29,3 +29,23 @@ export interface CertRecord {
   /** Signature algorithm, e.g. "sha256WithRSAEncryption", "ecdsa-with-SHA384", "Ed25519". */
   signatureAlgorithm: string;
 }
+
+/**
+ * The facts kept about one CRL (RFC 5280 §5): its dates, its issuer and how many certificates it
+ * revokes. Never the list of revoked serials, never its bytes.
+ */
+export interface CrlRecord {
+  /** thisUpdate, Unix seconds. */
+  thisUpdate: number;
+  /** nextUpdate, Unix seconds; absent when the CRL sets none (allowed by X.509, forbidden by RFC 5280). */
+  nextUpdate?: number;
+  /** Issuer distinguished name in RFC 4514 form. */
+  issuer: string;
+  /** First issuer commonName, or "" when there is none. */
+  issuerCN: string;
+  /** Entries in revokedCertificates; 0 when the CRL has none. */
+  revoked: number;
+}
+
+/** What a parse yields: the certificates, in input order, with the CRLs beside them when there are any. */
+export type CertList = readonly CertRecord[] & { readonly crls?: readonly CrlRecord[] };

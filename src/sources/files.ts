@@ -1,4 +1,4 @@
-import type { CertRecord } from "../certs/record.js";
+import type { CertList } from "../certs/record.js";
 import type { PathGroup } from "../config.js";
 import { CertReadError } from "../errors.js";
 import type { Location } from "../model.js";
@@ -11,8 +11,9 @@ import type { SourceContext } from "./source.js";
 
 /**
  * PEM labels of things that are not certificates but sit beside them in certificate folders:
- * private and public keys (`sa.key`, `sa.pub`), requests, CRLs and parameters. A file holding only
+ * private and public keys (`sa.key`, `sa.pub`), requests and parameters. A file holding only
  * these is not an error for a glob to have caught; it simply has no certificates and no location.
+ * (CRL blocks are decoded now, so a CRL-only file is a location; the CRL labels stay for safety.)
  */
 const NOT_CERTIFICATE_LABELS = new Set([
   "PRIVATE KEY",
@@ -40,8 +41,8 @@ function fileLocation(path: string): Location {
   return { source: "file", namespace: "", name: path, key: "" };
 }
 
-/** Certificates in a file, or null for a file that has nothing for us (keys, CSRs, CRLs only). */
-type FileValue = readonly CertRecord[] | null;
+/** Certificates (and CRLs) in a file, or null for a file that has nothing for us (keys, CSRs only). */
+type FileValue = CertList | null;
 
 export interface FileSourceOptions {
   intervalSeconds: number;

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { KubeConfig } from "@kubernetes/client-node";
-import type { CertRecord } from "../certs/record.js";
+import type { CertList } from "../certs/record.js";
 import type { KubernetesConfig } from "../config.js";
 import { decodeBase64 } from "../certs/base64.js";
 import { CertReadError, toReadError } from "../errors.js";
@@ -11,7 +11,7 @@ import type { Source, SourceContext } from "./source.js";
 /** The certificates at one location key of an object, or why they could not be read. */
 export interface Found {
   key: string;
-  result: readonly CertRecord[] | CertReadError;
+  result: CertList | CertReadError;
 }
 
 /** What a kind adds to its objects' locations besides certificates: thresholds, cert-manager links. */

@@ -1,10 +1,10 @@
-import type { CertRecord } from "../certs/record.js";
+import type { CertList } from "../certs/record.js";
 import { CertReadError } from "../errors.js";
 import { locationId, type Location, type SourceKind } from "../model.js";
 import type { SourceContext } from "./source.js";
 
 /** Certificates or the error that stopped them; the thing one location holds. */
-export type LocationResult = readonly CertRecord[] | CertReadError;
+export type LocationResult = CertList | CertReadError;
 
 /** The same object, or two errors that say the same: a glob's problems are found afresh on every walk. */
 function sameResult(published: LocationResult | undefined, result: LocationResult): boolean {

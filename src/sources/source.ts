@@ -1,7 +1,7 @@
 import type { ParseCache } from "../certs/cache.js";
 import type { KubeconfigEntry } from "../certs/kubeconfig.js";
 import { DecodePool } from "../decode-pool.js";
-import type { CertRecord } from "../certs/record.js";
+import type { CertList } from "../certs/record.js";
 import { CertReadError } from "../errors.js";
 import type { Health } from "../health.js";
 import type { Inventory } from "../inventory.js";
@@ -47,13 +47,14 @@ export interface SourceContextOptions {
 }
 
 /** Bytes of text a location's records keep: the label values they export. */
-function factBytes(records: readonly CertRecord[]): number {
+function factBytes(records: CertList): number {
   let bytes = 0;
   for (const r of records) {
     bytes += r.subject.length + r.subjectCN.length + r.issuer.length + r.issuerCN.length + r.serial.length;
     bytes += r.fingerprintSha256.length + r.keyAlgorithm.length + r.signatureAlgorithm.length;
     for (const san of r.sans) bytes += san.length + 1;
   }
+  for (const crl of records.crls ?? []) bytes += crl.issuer.length + crl.issuerCN.length;
   return bytes;
 }
 
@@ -61,7 +62,7 @@ function factBytes(records: readonly CertRecord[]): number {
  * The limits as a read error, or undefined when the records are within them. Checked here, where
  * every source's results pass, so one object can cost its own location an error and nothing more.
  */
-function overLimit(records: readonly CertRecord[], limits: ReadLimits): CertReadError | undefined {
+function overLimit(records: CertList, limits: ReadLimits): CertReadError | undefined {
   if (records.length > limits.maxCertificatesPerLocation) {
     return new CertReadError("too_many_certificates", `${records.length} certificates, over limits.maxCertificatesPerLocation (${limits.maxCertificatesPerLocation})`);
   }
@@ -77,10 +78,11 @@ function overLimit(records: readonly CertRecord[], limits: ReadLimits): CertRead
  * the records exceed them), with the location's other facts. Every source's results and every /probe
  * answer pass here.
  */
-export function locationUpdate(found: readonly CertRecord[] | CertReadError, limits: ReadLimits, extra: Omit<LocationUpdate, "certificates" | "error"> = {}): LocationUpdate {
+export function locationUpdate(found: CertList | CertReadError, limits: ReadLimits, extra: Omit<LocationUpdate, "certificates" | "error" | "crls"> = {}): LocationUpdate {
   const result = found instanceof CertReadError ? found : (overLimit(found, limits) ?? found);
   if (result instanceof CertReadError) return { ...extra, certificates: [], error: { reason: result.reason, message: result.message } };
-  return { ...extra, certificates: result };
+  // The CRLs a parse found beside the certificates go on the entry too: the inventory is the one place.
+  return result.crls ? { ...extra, certificates: result, crls: result.crls } : { ...extra, certificates: result };
 }
 
 /** What every source is handed: the inventory, the shared parse cache, health and a logger. */
@@ -119,7 +121,7 @@ export class SourceContext {
   }
 
   /** Publishes the certificates found at a location, or the error that stopped them being read. */
-  publish(location: Location, found: readonly CertRecord[] | CertReadError, extra: Omit<LocationUpdate, "certificates" | "error"> = {}): void {
+  publish(location: Location, found: CertList | CertReadError, extra: Omit<LocationUpdate, "certificates" | "error" | "crls"> = {}): void {
     const update = locationUpdate(found, this.limits, extra);
     const id = locationId(location);
     if (update.error) {
