@@ -73,6 +73,9 @@ t.test("Prometheus discovers endpoints from file_sd and scrapes each through /pr
   t.equal(shipped.scrape_configs.length, 1, "one job");
   const job = shipped.scrape_configs[0] as ScrapeJob;
   t.equal(job.metrics_path, "/probe");
+  const readme = await readFile(join(ROOT, "README.md"), "utf8");
+  const shown = /\n```\n(scrape_configs:\n[\s\S]*?)```/.exec(readme)?.[1];
+  t.same(YAML.parse(shown ?? ""), shipped, "the README shows the shipped scrape config");
   const sdFile = join(dir, "targets", "endpoints.yaml");
   await mkdir(join(dir, "targets"));
   await writeFile(sdFile, YAML.stringify([{ targets: [...endpoints.map((e) => e.address), refused], labels: { team: "platform" } }]));
