@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import t from "tap";
 import { openJks, readJks } from "../src/certs/jks.js";
+import { parseCertificates } from "../src/certs/parse.js";
 import { validateConfig } from "../src/config.js";
 import { CertReadError } from "../src/errors.js";
 import { startHarness } from "./k8s/exporter-harness.js";
@@ -81,6 +82,14 @@ t.test("keytool's keystores are JKS, and read", async (t) => {
   const trusted = openJks(truststore, ["wrong", "changeit"]);
   t.same(trusted.map(derFingerprint).sort(), ["root", "inter", "other"].map(fingerprint).sort(), "three TrustedCertEntry, the second passphrase matching");
   t.equal(readJks(truststore).certificates.filter((c) => /trusted certificate/.test(c.what)).length, 3);
+});
+
+t.test("format auto tells a keystore by its magic and reads it unchecked; pem and der do not", async (t) => {
+  t.same(parseCertificates(keystore, "auto").map((r) => r.fingerprintSha256), ["leaf", "inter", "root"].map(fingerprint), "the chain, leaf first");
+  t.same(parseCertificates(truststore).map((r) => r.fingerprintSha256).sort(), ["root", "inter", "other"].map(fingerprint).sort());
+  t.equal(await reasonOf(() => parseCertificates(keystore, "auto", { maxCertificates: 2 })), "too_many_certificates");
+  t.equal(await reasonOf(() => parseCertificates(keystore.subarray(0, 100), "auto")), "corrupt_certificate");
+  for (const format of ["pem", "der"] as const) t.equal(await reasonOf(() => parseCertificates(keystore, format)), "not_pem_or_der", format);
 });
 
 t.test("wrong passphrase, limits, truncation, garbage", async (t) => {
