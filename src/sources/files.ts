@@ -13,7 +13,7 @@ import type { SourceContext } from "./source.js";
  * PEM labels of things that are not certificates but sit beside them in certificate folders:
  * private and public keys (`sa.key`, `sa.pub`), requests and parameters. A file holding only
  * these is not an error for a glob to have caught; it simply has no certificates and no location.
- * (CRL blocks are decoded now, so a CRL-only file is a location; the CRL labels stay for safety.)
+ * A CRL is read like a certificate, so a file holding one is a location.
  */
 const NOT_CERTIFICATE_LABELS = new Set([
   "PRIVATE KEY",
@@ -26,13 +26,11 @@ const NOT_CERTIFICATE_LABELS = new Set([
   "RSA PUBLIC KEY",
   "CERTIFICATE REQUEST",
   "NEW CERTIFICATE REQUEST",
-  "X509 CRL",
-  "CRL",
   "EC PARAMETERS",
   "DH PARAMETERS",
 ]);
 
-/** True when a parse failure means "keys, requests or CRLs only", which is not an error for a file. */
+/** True when a parse failure means "keys or requests only", which is not an error for a file. */
 export function holdsOnlyNonCertificates(error: CertReadError): boolean {
   return error.reason === "no_certificate" && error.pemLabels.length > 0 && error.pemLabels.every((label) => NOT_CERTIFICATE_LABELS.has(label));
 }
