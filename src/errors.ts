@@ -16,7 +16,7 @@ export const READ_ERROR_REASONS = {
   parse_timeout: "decoding did not finish within limits.parseTimeout, or outgrew its memory; the bytes were not read",
   bad_yaml: "a kubeconfig that is not valid YAML or not a kubeconfig",
   file_reference_not_allowed: "a kubeconfig read from a Kubernetes object refers to a file, which cannot be read from there",
-  wrong_passphrase: "a PKCS#12 bundle whose passphrase does not match",
+  wrong_passphrase: "a PKCS#12 bundle or JKS keystore whose passphrase does not match (for JKS, also one whose bytes were altered)",
   forbidden: "the Kubernetes API refused the request (403)",
   connect_timeout: "no TCP connection within the connect timeout",
   handshake_timeout: "no completed TLS handshake within the timeout",
