@@ -4,16 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
 import { ConfigError, MAX_CONFIG_FILE_BYTES, loadConfig, validateConfig } from "../src/config.js";
+import { configErrorOf } from "./helpers/config-error.js";
 
-function errorOf(raw: unknown): string {
-  try {
-    validateConfig(raw);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.message;
-    throw err;
-  }
-  throw new Error("expected a ConfigError");
-}
 
 t.test("an empty config gives the documented defaults", async (t) => {
   const config = validateConfig({});
@@ -36,45 +28,45 @@ t.test("durations and sizes take units", async (t) => {
 });
 
 t.test("bad values are named by their path", async (t) => {
-  t.equal(errorOf({ sources: { files: [{ paths: "/etc/*.crt" }] } }), "sources.files[0].paths: expected array");
-  t.equal(errorOf({ sources: { files: [{ paths: [] }] } }), "sources.files[0].paths: Too small: expected array to have >=1 items");
-  t.equal(errorOf({ listen: { port: "http" } }), "listen.port: expected number");
-  t.equal(errorOf({ listen: { port: 70000 } }), "listen.port: Too big: expected number to be <=65535");
-  t.match(errorOf({ intervals: { files: "3 days" } }), /^intervals\.files: expected a duration/);
-  t.match(errorOf({ limits: { maxFileSize: "4MB" } }), /^limits\.maxFileSize: expected a size/);
-  t.match(errorOf({ logLevel: "loud" }), /^logLevel: /);
-  t.equal(errorOf({ sources: { endpoints: [{ address: "example.com" }] } }), "sources.endpoints[0].address: expected host:port or [ipv6]:port");
-  t.equal(errorOf([1, 2]), "(top level): expected object");
+  t.equal(configErrorOf({ sources: { files: [{ paths: "/etc/*.crt" }] } }), "sources.files[0].paths: expected array");
+  t.equal(configErrorOf({ sources: { files: [{ paths: [] }] } }), "sources.files[0].paths: Too small: expected array to have >=1 items");
+  t.equal(configErrorOf({ listen: { port: "http" } }), "listen.port: expected number");
+  t.equal(configErrorOf({ listen: { port: 70000 } }), "listen.port: Too big: expected number to be <=65535");
+  t.match(configErrorOf({ intervals: { files: "3 days" } }), /^intervals\.files: expected a duration/);
+  t.match(configErrorOf({ limits: { maxFileSize: "4MB" } }), /^limits\.maxFileSize: expected a size/);
+  t.match(configErrorOf({ logLevel: "loud" }), /^logLevel: /);
+  t.equal(configErrorOf({ sources: { endpoints: [{ address: "example.com" }] } }), "sources.endpoints[0].address: expected host:port or [ipv6]:port");
+  t.equal(configErrorOf([1, 2]), "(top level): expected object");
 });
 
 t.test("every duration, size and count has a minimum and a maximum", async (t) => {
   // 0 would busy-loop; beyond Node's timer range (about 24.8 days) a timer fires after 1 ms.
-  t.equal(errorOf({ intervals: { files: "0s" } }), 'intervals.files: must be between 1s and 1d, got "0s"');
-  t.equal(errorOf({ intervals: { files: 0 } }), "intervals.files: must be between 1s and 1d, got 0");
-  t.equal(errorOf({ intervals: { endpoints: "30d" } }), 'intervals.endpoints: must be between 1s and 1d, got "30d"');
-  t.equal(errorOf({ intervals: { kubeconfigs: -5 } }), "intervals.kubeconfigs: must be between 1s and 1d, got -5");
-  t.match(errorOf({ intervals: { files: Infinity } }), /^intervals\.files: /, "YAML .inf");
-  t.match(errorOf({ kubernetes: { resyncInterval: "30d" } }), /^kubernetes\.resyncInterval: must be between/);
-  t.match(errorOf({ kubernetes: { watchTimeout: "0s" } }), /^kubernetes\.watchTimeout: must be between/);
-  t.match(errorOf({ kubernetes: { requestTimeout: "2h" } }), /^kubernetes\.requestTimeout: must be between/);
-  t.match(errorOf({ kubernetes: { backoff: { initial: "0ms" } } }), /^kubernetes\.backoff\.initial: must be between/);
-  t.equal(errorOf({ kubernetes: { backoff: { initial: "10s", max: "1s" } } }), "kubernetes.backoff.max: must not be below backoff.initial");
-  t.match(errorOf({ probe: { timeout: "1h" } }), /^probe\.timeout: must be between/);
-  t.match(errorOf({ probe: { connectTimeout: 0 } }), /^probe\.connectTimeout: must be between/);
-  t.match(errorOf({ sources: { endpoints: [{ address: "a:1", timeout: "0s" }] } }), /^sources\.endpoints\[0\]\.timeout: must be between/);
-  t.match(errorOf({ limits: { parseTimeout: "10m" } }), /^limits\.parseTimeout: must be between/);
-  t.match(errorOf({ http: { scrapeTimeout: "0s" } }), /^http\.scrapeTimeout: must be between/);
-  t.match(errorOf({ http: { shutdownTimeout: "1h" } }), /^http\.shutdownTimeout: must be between/);
-  t.match(errorOf({ limits: { maxFileSize: 0 } }), /^limits\.maxFileSize: must be between 1024 and/);
-  t.match(errorOf({ limits: { maxFileSize: "1GiB" } }), /^limits\.maxFileSize: must be between/);
-  t.match(errorOf({ limits: { maxBytesPerLocation: "512B" } }), /^limits\.maxBytesPerLocation: must be between/);
-  t.match(errorOf({ limits: { maxCertificatesPerLocation: 0 } }), /^limits\.maxCertificatesPerLocation: Too small/);
-  t.match(errorOf({ limits: { maxLabelValueLength: 10 } }), /^limits\.maxLabelValueLength: Too small/);
-  t.match(errorOf({ limits: { parseCacheEntries: 1e9 } }), /^limits\.parseCacheEntries: Too big/);
-  t.match(errorOf({ probe: { concurrency: 100000 } }), /^probe\.concurrency: Too big/);
-  t.match(errorOf({ http: { maxConcurrentScrapes: 0 } }), /^http\.maxConcurrentScrapes: Too small/);
-  t.match(errorOf({ kubernetes: { pageSize: 0 } }), /^kubernetes\.pageSize: Too small/);
-  t.match(errorOf({ intervals: { files: "9".repeat(100) + "s" } }), /^intervals\.files: /, "an absurdly long string is refused");
+  t.equal(configErrorOf({ intervals: { files: "0s" } }), 'intervals.files: must be between 1s and 1d, got "0s"');
+  t.equal(configErrorOf({ intervals: { files: 0 } }), "intervals.files: must be between 1s and 1d, got 0");
+  t.equal(configErrorOf({ intervals: { endpoints: "30d" } }), 'intervals.endpoints: must be between 1s and 1d, got "30d"');
+  t.equal(configErrorOf({ intervals: { kubeconfigs: -5 } }), "intervals.kubeconfigs: must be between 1s and 1d, got -5");
+  t.match(configErrorOf({ intervals: { files: Infinity } }), /^intervals\.files: /, "YAML .inf");
+  t.match(configErrorOf({ kubernetes: { resyncInterval: "30d" } }), /^kubernetes\.resyncInterval: must be between/);
+  t.match(configErrorOf({ kubernetes: { watchTimeout: "0s" } }), /^kubernetes\.watchTimeout: must be between/);
+  t.match(configErrorOf({ kubernetes: { requestTimeout: "2h" } }), /^kubernetes\.requestTimeout: must be between/);
+  t.match(configErrorOf({ kubernetes: { backoff: { initial: "0ms" } } }), /^kubernetes\.backoff\.initial: must be between/);
+  t.equal(configErrorOf({ kubernetes: { backoff: { initial: "10s", max: "1s" } } }), "kubernetes.backoff.max: must not be below backoff.initial");
+  t.match(configErrorOf({ probe: { timeout: "1h" } }), /^probe\.timeout: must be between/);
+  t.match(configErrorOf({ probe: { connectTimeout: 0 } }), /^probe\.connectTimeout: must be between/);
+  t.match(configErrorOf({ sources: { endpoints: [{ address: "a:1", timeout: "0s" }] } }), /^sources\.endpoints\[0\]\.timeout: must be between/);
+  t.match(configErrorOf({ limits: { parseTimeout: "10m" } }), /^limits\.parseTimeout: must be between/);
+  t.match(configErrorOf({ http: { scrapeTimeout: "0s" } }), /^http\.scrapeTimeout: must be between/);
+  t.match(configErrorOf({ http: { shutdownTimeout: "1h" } }), /^http\.shutdownTimeout: must be between/);
+  t.match(configErrorOf({ limits: { maxFileSize: 0 } }), /^limits\.maxFileSize: must be between 1024 and/);
+  t.match(configErrorOf({ limits: { maxFileSize: "1GiB" } }), /^limits\.maxFileSize: must be between/);
+  t.match(configErrorOf({ limits: { maxBytesPerLocation: "512B" } }), /^limits\.maxBytesPerLocation: must be between/);
+  t.match(configErrorOf({ limits: { maxCertificatesPerLocation: 0 } }), /^limits\.maxCertificatesPerLocation: Too small/);
+  t.match(configErrorOf({ limits: { maxLabelValueLength: 10 } }), /^limits\.maxLabelValueLength: Too small/);
+  t.match(configErrorOf({ limits: { parseCacheEntries: 1e9 } }), /^limits\.parseCacheEntries: Too big/);
+  t.match(configErrorOf({ probe: { concurrency: 100000 } }), /^probe\.concurrency: Too big/);
+  t.match(configErrorOf({ http: { maxConcurrentScrapes: 0 } }), /^http\.maxConcurrentScrapes: Too small/);
+  t.match(configErrorOf({ kubernetes: { pageSize: 0 } }), /^kubernetes\.pageSize: Too small/);
+  t.match(configErrorOf({ intervals: { files: "9".repeat(100) + "s" } }), /^intervals\.files: /, "an absurdly long string is refused");
   const limits = validateConfig({}).limits;
   t.same(limits, {
     maxFileSize: 4 * 1024 * 1024,
@@ -111,13 +103,13 @@ t.test("YAML duplicate keys are found in linear time and refused", async (t) => 
 });
 
 t.test("unknown keys are rejected at any depth", async (t) => {
-  t.equal(errorOf({ listn: {} }), "listn: unknown key");
-  t.equal(errorOf({ sources: { files: [{ paths: ["/a"], excludes: [] }] } }), "sources.files[0].excludes: unknown key");
-  t.equal(errorOf({ a: 1, b: 2 }), "a: unknown key\nb: unknown key");
+  t.equal(configErrorOf({ listn: {} }), "listn: unknown key");
+  t.equal(configErrorOf({ sources: { files: [{ paths: ["/a"], excludes: [] }] } }), "sources.files[0].excludes: unknown key");
+  t.equal(configErrorOf({ a: 1, b: 2 }), "a: unknown key\nb: unknown key");
 });
 
 t.test("every problem is reported, not only the first", async (t) => {
-  const message = errorOf({ listen: { port: "x" }, logLevel: 3 });
+  const message = configErrorOf({ listen: { port: "x" }, logLevel: 3 });
   t.match(message, "listen.port");
   t.match(message, "logLevel");
 });
@@ -137,7 +129,7 @@ t.test("overrides win over the file and are validated the same way", async (t) =
 
 t.test("the log format is json or logfmt", async (t) => {
   t.equal(validateConfig({ logFormat: "logfmt" }).logFormat, "logfmt");
-  t.match(errorOf({ logFormat: "text" }), /^logFormat: /);
+  t.match(configErrorOf({ logFormat: "text" }), /^logFormat: /);
 });
 
 t.test("an unreadable or invalid YAML file is a config error", async (t) => {

@@ -12,7 +12,8 @@ import { pino } from "pino";
 import t, { type Test } from "tap";
 import { makeCert, makeChain, privateKeyPem } from "../scripts/certgen.js";
 import { ParseCache } from "../src/certs/cache.js";
-import { ConfigError, validateConfig } from "../src/config.js";
+import { validateConfig } from "../src/config.js";
+import { configErrorOf } from "./helpers/config-error.js";
 import { Health } from "../src/health.js";
 import { Inventory } from "../src/inventory.js";
 import type { Location, LocationEntry } from "../src/model.js";
@@ -103,30 +104,21 @@ function probeVia(proxyUrl: string, port: number, timeoutMs = 1500): Promise<Tls
 
 const endpointWithProxy = (proxyUrl: string) => ({ sources: { endpoints: [{ address: "example.com:443", proxyUrl }] } });
 
-function configError(raw: unknown): string {
-  try {
-    validateConfig(raw);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.message;
-    throw err;
-  }
-  return "";
-}
 
 t.test("proxyUrl: only http://host:port, with optional credentials", async (t) => {
   t.equal(
-    configError(endpointWithProxy("https://proxy.example:3128")),
+    configErrorOf(endpointWithProxy("https://proxy.example:3128")),
     "sources.endpoints[0].proxyUrl: only http:// proxies are supported (HTTP CONNECT), got https://",
     "an https:// proxy is refused with a clear message",
   );
-  t.match(configError(endpointWithProxy("socks5://proxy.example:1080")), /proxyUrl: only http:\/\/ proxies are supported/);
-  t.equal(configError(endpointWithProxy("http://proxy.example:3128/path")), "sources.endpoints[0].proxyUrl: a proxy URL has no path, query or fragment");
-  t.match(configError(endpointWithProxy("http://proxy.example:3128/?a=b")), /no path, query or fragment/);
-  t.match(configError(endpointWithProxy("http://proxy.example:0")), /port is between 1 and 65535/);
-  t.match(configError(endpointWithProxy("proxy.example:3128")), /proxyUrl: /, "a bare host:port is refused");
-  t.equal(configError(endpointWithProxy("http://proxy.example:3128")), "", "a plain URL is accepted");
-  t.equal(configError(endpointWithProxy("http://proxy.example:3128/")), "", "a trailing slash is no path");
-  t.equal(configError(endpointWithProxy("http://[::1]:3128")), "", "an IPv6 proxy is accepted");
+  t.match(configErrorOf(endpointWithProxy("socks5://proxy.example:1080")), /proxyUrl: only http:\/\/ proxies are supported/);
+  t.equal(configErrorOf(endpointWithProxy("http://proxy.example:3128/path")), "sources.endpoints[0].proxyUrl: a proxy URL has no path, query or fragment");
+  t.match(configErrorOf(endpointWithProxy("http://proxy.example:3128/?a=b")), /no path, query or fragment/);
+  t.match(configErrorOf(endpointWithProxy("http://proxy.example:0")), /port is between 1 and 65535/);
+  t.match(configErrorOf(endpointWithProxy("proxy.example:3128")), /proxyUrl: /, "a bare host:port is refused");
+  t.equal(configErrorOf(endpointWithProxy("http://proxy.example:3128")), "", "a plain URL is accepted");
+  t.equal(configErrorOf(endpointWithProxy("http://proxy.example:3128/")), "", "a trailing slash is no path");
+  t.equal(configErrorOf(endpointWithProxy("http://[::1]:3128")), "", "an IPv6 proxy is accepted");
 
   t.same(parseProxyUrl("http://proxy.example"), { host: "proxy.example", port: 80 }, "port 80 by default, no authorization");
   t.same(parseProxyUrl("http://[fd00::1]:3128"), { host: "fd00::1", port: 3128 }, "IPv6 without brackets, to dial");
@@ -139,7 +131,7 @@ t.test("proxyUrl: credentials are percent-decoded into basic auth", async (t) =>
   t.equal(parseProxyUrl("http://us%C3%A9r:p%C3%A4ss@proxy:3128").authorization, basic("usér:päss"), "UTF-8 percent-encoding");
   t.equal(parseProxyUrl("http://user@proxy:3128").authorization, basic("user:"), "a user without password");
   t.equal(parseProxyUrl("http://:pass@proxy:3128").authorization, basic(":pass"), "a password without user");
-  t.match(configError(endpointWithProxy("http://user:bad%zzpass@proxy:3128")), /proxyUrl: the user name or password of a proxy URL is not valid percent-encoding/);
+  t.match(configErrorOf(endpointWithProxy("http://user:bad%zzpass@proxy:3128")), /proxyUrl: the user name or password of a proxy URL is not valid percent-encoding/);
 });
 
 t.test("proxyUrl: configuration errors never repeat the password", async (t) => {
@@ -152,11 +144,11 @@ t.test("proxyUrl: configuration errors never repeat the password", async (t) => 
     `http://${USER}:${PASSWORD}%zz@proxy.example:3128`,
     `${USER}:${PASSWORD}@proxy.example:3128`,
   ]) {
-    const message = configError(endpointWithProxy(url));
+    const message = configErrorOf(endpointWithProxy(url));
     t.match(message, /^sources\.endpoints\[0\]\.proxyUrl: /, `refused: ${message}`);
     t.notMatch(message, PASSWORD, "the password is not in the message");
   }
-  t.equal(configError(endpointWithProxy(`http://${USER}:${PASSWORD}@proxy.example:99999`)), 'sources.endpoints[0].proxyUrl: not a URL: "http://<credentials>@proxy.example:99999"');
+  t.equal(configErrorOf(endpointWithProxy(`http://${USER}:${PASSWORD}@proxy.example:99999`)), 'sources.endpoints[0].proxyUrl: not a URL: "http://<credentials>@proxy.example:99999"');
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 import t from "tap";
-import { ConfigError, validateConfig } from "../src/config.js";
+import { validateConfig } from "../src/config.js";
+import { configErrorOf } from "./helpers/config-error.js";
 import { fnv1a64, jumpHash, ordinalFromHostname, resolveShard, shardOf, shardOwns } from "../src/shard.js";
 
 t.test("FNV-1a 64 matches the published test vectors", async (t) => {
@@ -104,19 +105,10 @@ t.test("resolveShard: explicit index, ordinal from the host name, or an error na
 
 t.test("the shard config key is validated with its path", async (t) => {
   t.same(validateConfig({}).shard, { count: 1 });
-  const errorOf = (raw: unknown): string => {
-    try {
-      validateConfig(raw);
-    } catch (err) {
-      if (err instanceof ConfigError) return err.message;
-      throw err;
-    }
-    return "";
-  };
-  t.equal(errorOf({ shard: { index: 3, count: 3 } }), "shard.index: must be below shard.count");
-  t.equal(errorOf({ shard: { count: 0 } }), "shard.count: Too small: expected number to be >=1");
-  t.equal(errorOf({ shard: { index: -1, count: 2 } }), "shard.index: Too small: expected number to be >=0");
-  t.equal(errorOf({ shard: { ordinal: 1 } }), "shard.ordinal: unknown key");
+  t.equal(configErrorOf({ shard: { index: 3, count: 3 } }), "shard.index: must be below shard.count");
+  t.equal(configErrorOf({ shard: { count: 0 } }), "shard.count: Too small: expected number to be >=1");
+  t.equal(configErrorOf({ shard: { index: -1, count: 2 } }), "shard.index: Too small: expected number to be >=0");
+  t.equal(configErrorOf({ shard: { ordinal: 1 } }), "shard.ordinal: unknown key");
 });
 
 t.test("sharded replicas of the Secrets source read disjoint namespaces that together are everything", async (t) => {
