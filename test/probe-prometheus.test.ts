@@ -6,8 +6,7 @@
  * carry each endpoint's certificate with instance=<host:port> of that endpoint, and the endpoint the
  * module refuses must be down (403) with no series.
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import t from "tap";
 import YAML from "yaml";
@@ -17,7 +16,7 @@ import { Exporter } from "../src/app.js";
 import { validateConfig } from "../src/config.js";
 import { createLogger } from "../src/log.js";
 import { freePort } from "./helpers/net.js";
-import { getJson, missing, start, stop, waitFor, type Started } from "./helpers/processes.js";
+import { getJson, missing, start, waitFor, workspace } from "./helpers/processes.js";
 import { tlsServer } from "./helpers/tls-servers.js";
 
 const PROMETHEUS = "/usr/bin/prometheus";
@@ -41,12 +40,7 @@ t.test("Prometheus discovers endpoints from file_sd and scrapes each through /pr
     t.fail(`${PROMETHEUS} is not installed: apt-get install prometheus (CI installs it); this test never skips`);
     return;
   }
-  const dir = await mkdtemp(join(tmpdir(), "cee-probe-prom-"));
-  const started: Started[] = [];
-  t.teardown(async () => {
-    for (const child of started) await stop(child);
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { dir, started } = await workspace(t, "cee-probe-prom-");
 
   // --- two TLS endpoints ----------------------------------------------------------------------
   const endpoints = [];

@@ -6,8 +6,7 @@
  * with a 10 kB CN, and a third sits under a path longer than the label limit: the target must stay
  * up, with those locations cut or turned into read errors and everything else exported.
  */
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import t from "tap";
 import YAML from "yaml";
@@ -15,7 +14,7 @@ import { makeCert } from "../scripts/certgen.js";
 import { ROOT } from "../scripts/gen-artifacts.js";
 import * as hostile from "../scripts/hostile.js";
 import { freePort } from "./helpers/net.js";
-import { getJson, missing, plainNode, start, stop, waitFor, type Started } from "./helpers/processes.js";
+import { getJson, missing, plainNode, start, waitFor, workspace } from "./helpers/processes.js";
 
 const PROMETHEUS = "/usr/bin/prometheus";
 /** Far below 5,000 certificates' 25,000 samples, far above what the honest files need. */
@@ -32,12 +31,7 @@ t.test("Prometheus with sample_limit and label_value_length_limit keeps the targ
     t.fail(`${PROMETHEUS} is not installed: apt-get install prometheus (CI installs it); this test never skips`);
     return;
   }
-  const dir = await mkdtemp(join(tmpdir(), "cee-prom-limits-"));
-  const started: Started[] = [];
-  t.teardown(async () => {
-    for (const child of started.reverse()) await stop(child);
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { dir, started } = await workspace(t, "cee-prom-limits-");
   const certs = join(dir, "certs");
   // A folder path of 1,500 bytes: the file's location name alone is over the label limit.
   const deep = join(certs, ...Array.from({ length: 15 }, (_, i) => `${i}-${"d".repeat(96)}`));

@@ -3,6 +3,10 @@
  * their own, with their output kept for failure messages, and the bounded waits that go with them.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Test } from "tap";
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -75,4 +79,18 @@ export async function getJson<T>(url: string): Promise<T> {
 /** True when `binary` is not installed. */
 export function missing(binary: string): boolean {
   return (spawnSync(binary, ["--version"]).error as NodeJS.ErrnoException | undefined)?.code === "ENOENT";
+}
+
+/**
+ * A temporary directory and a list for the components a test starts there; at teardown the
+ * components stop, last started first, and the directory goes.
+ */
+export async function workspace(t: Test, prefix: string): Promise<{ dir: string; started: Started[] }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const started: Started[] = [];
+  t.teardown(async () => {
+    for (const child of [...started].reverse()) await stop(child);
+    await rm(dir, { recursive: true, force: true });
+  });
+  return { dir, started };
 }
