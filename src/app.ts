@@ -1,6 +1,7 @@
 import { isDeepStrictEqual } from "node:util";
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import { ParseCache } from "./certs/cache.js";
+import { CertificateChecks } from "./checks.js";
 import { ConfigError, type Config } from "./config.js";
 import { DecodePool } from "./decode-pool.js";
 import { Health } from "./health.js";
@@ -100,7 +101,9 @@ export class Exporter {
     const cache = new ParseCache(limits.parseCacheEntries, { maxCertificates: limits.maxCertificatesPerLocation, maxLabelValueLength: limits.maxLabelValueLength });
     const decoder = new DecodePool({ timeoutMs: limits.parseTimeout * 1000 });
     const shard = resolveShard(config.shard);
-    const newContext = () => new SourceContext(inventory, cache, health, log, { shard, limits, decoder });
+    // Read at start (a restart applies a change): the trust anchors are loaded once.
+    const checks = new CertificateChecks(config.checks, cache, log);
+    const newContext = () => new SourceContext(inventory, cache, health, log, { shard, limits, decoder, checks });
     return new Exporter(config, { log, inventory, health, newContext }, await createSourceSlots(config, newContext), decoder, web);
   }
 

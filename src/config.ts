@@ -88,6 +88,10 @@ const pathGroup = z.strictObject({
   /** Paths or globs; `~` is the home folder. */
   paths: z.array(pathPattern).min(1).max(1000),
   exclude: z.array(pathPattern).max(1000).default([]),
+  /** Where each certificate file's private key is: `{dir}` and `{stem}` (the file name without its extension) are filled in. */
+  privateKey: pathPattern.optional(),
+  /** Check each file's chain; always done when `privateKey` is set (the file is then a presented certificate). */
+  checkChain: z.boolean().optional(),
 });
 
 /**
@@ -205,6 +209,19 @@ const kubernetes = z.strictObject({
 });
 
 /** Where a Secret's certificates are, and in what form. */
+/** A data key name, as Kubernetes allows them. */
+const dataKey = z.string().min(1).max(253);
+
+/** A data key holding a certificate a workload presents, with the keys of its private key and CA certificates. */
+const presentedKey = z.strictObject({
+  certificate: dataKey,
+  privateKey: dataKey.optional(),
+  ca: dataKey.optional(),
+});
+
+/** The kubernetes.io/tls layout, which cert-manager and every Ingress controller use. */
+const DEFAULT_PRESENTED = [{ certificate: "tls.crt", privateKey: "tls.key", ca: "ca.crt" }];
+
 const secretRule = z
   .strictObject({
     /** Secret type this rule applies to (e.g. kubernetes.io/tls, Opaque); absent: every type. */
@@ -217,6 +234,11 @@ const secretRule = z
     passphraseKey: z.string().min(1).max(253).optional(),
     /** pkcs12, jks: the passphrase itself (used when passphraseKey is absent or missing from the Secret). */
     passphrase: z.string().max(1024).optional(),
+    /**
+     * Keys whose certificate is presented by a workload (auto, pem and der formats): compared with
+     * its private key and its chain checked up to the CA certificates beside it (src/checks.ts).
+     */
+    presented: z.array(presentedKey).max(100).default(DEFAULT_PRESENTED),
   })
   .refine((rule) => rule.format === "pkcs12" || rule.format === "jks" || (rule.passphraseKey === undefined && rule.passphrase === undefined), {
     message: "passphraseKey and passphrase apply only to formats pkcs12 and jks",
@@ -240,7 +262,7 @@ const secrets = z.strictObject({
   namespaces: namespaceSelection,
   labelSelector: labelSelector.optional(),
   /** The first rule whose type and key glob match a data key decides how it is read. */
-  rules: z.array(secretRule).min(1).max(100).default([{ type: "kubernetes.io/tls", keys: ["tls.crt", "ca.crt"], format: "auto" }]),
+  rules: z.array(secretRule).min(1).max(100).default([{ type: "kubernetes.io/tls", keys: ["tls.crt", "ca.crt"], format: "auto", presented: DEFAULT_PRESENTED }]),
 });
 
 /** ConfigMaps: CA bundles (kube-root-ca.crt, trust-manager targets) and certificates kept as configuration. */
@@ -343,6 +365,18 @@ const metrics = z.strictObject({
   leafOnly: z.boolean().default(false),
 });
 
+/** Checks beyond the dates (README.md, "Key and chain checks"). */
+const checks = z.strictObject({
+  /** Compare each presented certificate with its private key. */
+  privateKeys: z.boolean().default(true),
+  /** Check each presented bundle's chain up to a trust anchor. */
+  chains: z.boolean().default(true),
+  /** The Mozilla root certificates bundled with Node.js are trust anchors. */
+  publicRoots: z.boolean().default(true),
+  /** PEM files whose certificates are trust anchors too (a private root CA). */
+  trustBundles: z.array(pathPattern).max(100).default([]),
+});
+
 export const configSchema = z.strictObject({
   listen: z
     .strictObject({
@@ -354,6 +388,7 @@ export const configSchema = z.strictObject({
   logFormat: z.enum(["json", "logfmt"]).default("json"),
   shard: shard.prefault({}),
   metrics: metrics.prefault({}),
+  checks: checks.prefault({}),
   intervals: z
     .strictObject({
       files: duration(1, DAY).default(60),
@@ -431,6 +466,7 @@ export type PathGroup = z.output<typeof pathGroup>;
 export type EndpointTarget = z.output<typeof endpointTarget>;
 export type ShardConfig = z.output<typeof shard>;
 export type MetricsConfig = z.output<typeof metrics>;
+export type ChecksConfig = z.output<typeof checks>;
 export type KubernetesConfig = z.output<typeof kubernetes>;
 export type SecretsConfig = z.output<typeof secrets>;
 export type SecretRule = z.output<typeof secretRule>;

@@ -1,6 +1,7 @@
 import { Readable, pipeline } from "node:stream";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { createGzip } from "node:zlib";
+import { problemAt } from "./certs/chain.js";
 import type { CertRecord, CrlRecord } from "./certs/record.js";
 import { truncateLabelValue } from "./certs/truncate.js";
 import type { Health } from "./health.js";
@@ -319,14 +320,23 @@ const CERTIFICATE_FAMILIES: {
  * nothing else, so an entry without any of these has no sample in any family.
  */
 function hasLocationFacts(entry: LocationEntry): boolean {
-  return entry.error !== undefined || entry.stale !== undefined || entry.thresholds !== undefined || entry.certManager !== undefined || entry.probe !== undefined || entry.crls !== undefined;
+  return (
+    entry.error !== undefined ||
+    entry.stale !== undefined ||
+    entry.thresholds !== undefined ||
+    entry.certManager !== undefined ||
+    entry.probe !== undefined ||
+    entry.crls !== undefined ||
+    entry.keyPair !== undefined ||
+    entry.chain !== undefined
+  );
 }
 
 interface LocationFamily {
   name: string;
   help: string;
-  /** The line of an entry (`at`: its location's labels), or nothing; reads only what hasLocationFacts checks. */
-  sample: (entry: LocationEntry, at: string) => string | undefined;
+  /** The line of an entry (`at`: its location's labels; `now`: Unix seconds), or nothing; reads only what hasLocationFacts checks. */
+  sample: (entry: LocationEntry, at: string, now: number) => string | undefined;
 }
 
 /** One sample per CRL of a location that has a value, labelled with the CRL's index and issuer CN; undefined when none. */
@@ -445,6 +455,18 @@ const LOCATION_FAMILIES: LocationFamily[] = [
     help: "How many certificates each CRL found at a location revokes.",
     sample: ({ crls }, at) => crlSamples(crls, (crl) => crl.revoked, "cert_crl_revoked_certificates", at),
   },
+  // One series per location with the current value as a label, not a state set: these are per
+  // Secret, and a state set would add five series to each of 100,000 Secrets.
+  {
+    name: "cert_private_key_status",
+    help: "Whether the private key beside a presented certificate is its own: match, mismatch, encrypted, unreadable, unsupported or missing; always 1.",
+    sample: ({ keyPair }, at) => keyPair && `cert_private_key_status{${at},status="${keyPair}"} 1\n`,
+  },
+  {
+    name: "cert_chain_problem",
+    help: "The first problem of a presented bundle's chain from its leaf to a trust anchor, or none; always 1.",
+    sample: ({ chain }, at, now) => chain && `cert_chain_problem{${at},problem="${problemAt(chain, now)}"} 1\n`,
+  },
 ];
 
 /**
@@ -558,7 +580,7 @@ export class MetricsRenderer {
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i] as LocationEntry;
       if (hasLocationFacts(entry)) {
-        for (let f = 0; f < LOCATION_FAMILIES.length; f++) if ((LOCATION_FAMILIES[f] as LocationFamily).sample(entry, "")) (withSamples[f] as LocationEntry[]).push(entry);
+        for (let f = 0; f < LOCATION_FAMILIES.length; f++) if ((LOCATION_FAMILIES[f] as LocationFamily).sample(entry, "", now)) (withSamples[f] as LocationEntry[]).push(entry);
       }
       if ((i & CLOCK_MASK) === CLOCK_MASK && performance.now() - sliceStarted >= SLICE_MS) {
         await yieldToEventLoop();
@@ -568,7 +590,7 @@ export class MetricsRenderer {
     for (const [f, { name, help, sample }] of LOCATION_FAMILIES.entries()) {
       const family = new Family(name, help);
       yield* familyChunks(family, withSamples[f] as LocationEntry[], (entry) => {
-        const line = sample(entry, locationLabels(entry, maxBytes));
+        const line = sample(entry, locationLabels(entry, maxBytes), now);
         if (line) family.add(line);
       });
     }

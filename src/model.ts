@@ -3,6 +3,8 @@
  * the prober, the inventory, metrics, `check` and the status page all import these; this module
  * imports nothing but other model types.
  */
+import type { ChainHealth } from "./certs/chain.js";
+import type { KeyPairStatus } from "./certs/private-key.js";
 import type { CertRecord, CrlRecord } from "./certs/record.js";
 import type { ReadErrorReason } from "./errors.js";
 
@@ -78,6 +80,10 @@ export interface LocationEntry {
   thresholds?: Thresholds;
   certManager?: CertManagerLink;
   probe?: EndpointProbe;
+  /** Whether the private key beside a presented certificate is its own (src/checks.ts); absent when not checked. */
+  keyPair?: KeyPairStatus;
+  /** The presented bundle's chain (src/certs/chain.ts); absent when not checked. */
+  chain?: ChainHealth;
   /**
    * The location's source can no longer read it (its scope is refused) and keeps the last-known
    * certificates, so their alerts go on; absent while current. Every replace clears it.

@@ -16,7 +16,8 @@ t.test("an empty config gives the documented defaults", async (t) => {
   t.equal(config.limits.maxFileSize, 4 * 1024 * 1024);
   t.same([config.sources.files, config.sources.kubeconfigs, config.sources.endpoints], [[], [], []]);
   t.equal(config.sources.secrets.enabled, false, "nothing talks to Kubernetes unless asked");
-  t.same(config.sources.secrets.rules, [{ type: "kubernetes.io/tls", keys: ["tls.crt", "ca.crt"], format: "auto" }]);
+  t.same(config.sources.secrets.rules, [{ type: "kubernetes.io/tls", keys: ["tls.crt", "ca.crt"], format: "auto", presented: [{ certificate: "tls.crt", privateKey: "tls.key", ca: "ca.crt" }] }]);
+  t.same(config.checks, { privateKeys: true, chains: true, publicRoots: true, trustBundles: [] }, "key and chain checks are on, anchored by Node's roots");
   t.same(config.shard, { count: 1 });
   t.same(validateConfig(null), config, "an empty YAML document is an empty config");
 });

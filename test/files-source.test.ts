@@ -67,9 +67,9 @@ t.test("expandPathGroups: relative paths, ~ and literal paths that do not exist"
   const { matches, problems } = await expandPathGroups([group(["*.pem", "missing.pem", "~/also-missing"])], { cwd: dir, home: "/nonexistent-home" });
   t.same(problems, []);
   t.same(matches, [
-    { path: "/nonexistent-home/also-missing", literal: true },
-    { path: join(dir, "missing.pem"), literal: true },
-    { path: join(dir, "one.pem"), literal: false },
+    { path: "/nonexistent-home/also-missing", literal: true, group: 0 },
+    { path: join(dir, "missing.pem"), literal: true, group: 0 },
+    { path: join(dir, "one.pem"), literal: false, group: 0 },
   ]);
 });
 

@@ -5,40 +5,9 @@ import { decodeCertificate } from "./decode.js";
 import type { CertList, CertRecord, CrlRecord } from "./record.js";
 import { type CertFormat, type ParsedCertificates, parseCertificates } from "./parse.js";
 import { truncateLabelValue } from "./truncate.js";
+import { Lru } from "./lru.js";
 
 type Entry = { records: CertList } | { error: CertReadError };
-
-/** A bounded map that forgets the least recently used key first. */
-class Lru<V> {
-  readonly #max: number;
-  readonly #map = new Map<string, V>();
-
-  constructor(max: number) {
-    this.#max = max;
-  }
-
-  get size(): number {
-    return this.#map.size;
-  }
-
-  get(key: string): V | undefined {
-    const value = this.#map.get(key);
-    if (value !== undefined) {
-      this.#map.delete(key);
-      this.#map.set(key, value);
-    }
-    return value;
-  }
-
-  set(key: string, value: V): void {
-    this.#map.set(key, value);
-    while (this.#map.size > this.#max) this.#map.delete(this.#map.keys().next().value as string);
-  }
-
-  clear(): void {
-    this.#map.clear();
-  }
-}
 
 /** What one parse may produce: see `limits` in the configuration. */
 export interface ParseLimits {
@@ -127,6 +96,24 @@ export class ParseCache {
   clear(): void {
     this.#entries.clear();
     this.#certificates.clear();
+  }
+
+  /**
+   * Records of `bytes` with each certificate's DER beside it (views into `bytes`, in record order), for
+   * the checks that need the certificates themselves (src/checks.ts). Certificates come from the
+   * per-certificate LRU; the input is not remembered, since the DER views would keep its bytes alive.
+   */
+  parseWithDer(bytes: Uint8Array, format: CertFormat = "auto"): { records: CertList; ders: Uint8Array[] } {
+    const ders: Uint8Array[] = [];
+    const decode = (buf: Uint8Array, tlv: Tlv): CertRecord => {
+      const record = this.#decode(buf, tlv);
+      // After the decode: a block that is not a certificate gets no record and must get no DER.
+      ders.push(buf.subarray(tlv.start, tlv.end));
+      return record;
+    };
+    this.#misses++;
+    const records = Object.freeze(withBoundedCrls(exactly(parseCertificates(bytes, format, { decode, maxCertificates: this.limits.maxCertificates })), this.limits.maxLabelValueLength));
+    return { records, ders };
   }
 
   /** Records of `bytes`, shared and frozen: do not mutate. Throws CertReadError as parseCertificates does. */

@@ -46,7 +46,7 @@ const MAX_LABEL_LENGTH = 64;
 /** Stands for the labels beyond MAX_LABELS_KEPT; no caller mistakes it for a key or CRL label. */
 const MORE_LABELS = "…";
 
-interface PemBlock {
+export interface PemBlock {
   label: string;
   /** Base64 body, whitespace included; undefined when the END line is missing. */
   body: string | undefined;
@@ -71,7 +71,7 @@ function looksLikePem(text: string): boolean {
  * not match. A block ends at its END line; meeting another BEGIN line or the end of input first
  * means the END line is missing.
  */
-function scanPem(text: string): PemBlock[] {
+export function scanPem(text: string): PemBlock[] {
   const blocks: PemBlock[] = [];
   let open: { label: string; bodyStart: number } | undefined;
   MARKER.lastIndex = 0;

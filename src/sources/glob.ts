@@ -34,6 +34,8 @@ export interface MatchedPath {
   path: string;
   /** Named literally in the config (no glob characters), rather than found by a glob. */
   literal: boolean;
+  /** Index of the first group that matched it: the group whose settings (a private key) apply. */
+  group: number;
 }
 
 /** Something a glob reached but could not read, or a glob that could not be walked to the end. */
@@ -336,15 +338,17 @@ export async function expandPathGroups(groups: readonly PathGroup[], options: Ex
   const cwd = options.cwd ?? process.cwd();
   const home = options.home ?? homedir();
   const maxEntries = options.maxEntries ?? DEFAULT_MAX_GLOB_ENTRIES;
-  const found = new Map<string, boolean>();
+  const found = new Map<string, { literal: boolean; group: number }>();
   const problems = new Map<string, CertReadError>();
   const addProblem = (path: string, error: CertReadError) => {
     if (!problems.has(path)) problems.set(path, error);
   };
-  for (const group of groups) {
+  for (const [index, group] of groups.entries()) {
     const excluded = exclusion(group.exclude ?? [], cwd, home);
     const add = (path: string, literal: boolean) => {
-      if (!excluded.covers(path)) found.set(path, (found.get(path) ?? false) || literal);
+      if (excluded.covers(path)) return;
+      const known = found.get(path);
+      found.set(path, { literal: (known?.literal ?? false) || literal, group: known?.group ?? index });
     };
     for (const pattern of group.paths) {
       const absolute = resolve(cwd, expandHome(pattern, home));
@@ -364,7 +368,7 @@ export async function expandPathGroups(groups: readonly PathGroup[], options: Ex
     }
   }
   return {
-    matches: [...found].map(([path, literal]) => ({ path, literal })).sort(byPath),
+    matches: [...found].map(([path, { literal, group }]) => ({ path, literal, group })).sort(byPath),
     problems: [...problems]
       .filter(([path]) => !found.has(path))
       .map(([path, error]) => ({ path, error }))

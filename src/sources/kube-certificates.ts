@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { CertList } from "../certs/record.js";
+import type { LocationChecks } from "../checks.js";
 import type { KubernetesConfig } from "../config.js";
 import { decodeBase64 } from "../certs/base64.js";
 import { CertReadError, toReadError } from "../errors.js";
@@ -12,6 +13,8 @@ import type { Source, SourceContext } from "./source.js";
 export interface Found {
   key: string;
   result: CertList | CertReadError;
+  /** Key and chain checks of a presented certificate (src/checks.ts). */
+  checks?: LocationChecks;
 }
 
 /** What a kind adds to its objects' locations besides certificates: thresholds, cert-manager links. */
@@ -104,7 +107,7 @@ function publishing<T extends KubeObject>(kind: CertificateKind<T>, ctx: SourceC
       const published: Published = { namespace: object.metadata?.namespace ?? "", name: kind.locationName?.(object) ?? object.metadata?.name ?? "", keys: sharedKeys(found.map((f) => f.key)) };
       const extra = kind.extra?.(object) ?? {};
       // Published only once every key is read, so a slow decode never leaves an object half updated.
-      for (const { key, result } of found) ctx.publish(location(published, key), result, extra);
+      for (const { key, result, checks } of found) ctx.publish(location(published, key), result, checks ? { ...extra, ...checks } : extra);
       if (previous) {
         const now = new Set(published.keys);
         for (const key of previous.keys) if (!now.has(key)) ctx.remove(location(previous, key));

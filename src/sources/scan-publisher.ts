@@ -1,4 +1,5 @@
 import type { CertList } from "../certs/record.js";
+import type { LocationChecks } from "../checks.js";
 import { CertReadError } from "../errors.js";
 import { locationId, type Location, type SourceKind } from "../model.js";
 import type { SourceContext } from "./source.js";
@@ -20,7 +21,7 @@ function sameResult(published: LocationResult | undefined, result: LocationResul
 export class ScanPublisher {
   readonly #ctx: SourceContext;
   readonly #source: SourceKind;
-  readonly #published = new Map<string, LocationResult>();
+  readonly #published = new Map<string, { result: LocationResult; checks: LocationChecks }>();
   #seen = new Set<string>();
 
   constructor(ctx: SourceContext, source: SourceKind) {
@@ -32,12 +33,14 @@ export class ScanPublisher {
     this.#seen = new Set();
   }
 
-  publish(location: Location, result: LocationResult): void {
+  /** Publishes a location's result with its key and chain checks (src/checks.ts), when any of them changed. */
+  publish(location: Location, result: LocationResult, checks: LocationChecks = {}): void {
     const id = locationId(location);
     this.#seen.add(id);
-    if (sameResult(this.#published.get(id), result)) return;
-    this.#published.set(id, result);
-    this.#ctx.publish(location, result);
+    const published = this.#published.get(id);
+    if (published && sameResult(published.result, result) && published.checks.keyPair === checks.keyPair && published.checks.chain === checks.chain) return;
+    this.#published.set(id, { result, checks });
+    this.#ctx.publish(location, result, checks);
   }
 
   /** Prunes what this pass did not publish. Only call it after a complete pass. */

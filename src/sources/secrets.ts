@@ -75,6 +75,9 @@ function secretDigest(secret: SecretObject, plan: readonly { key: string; rule: 
   for (const { key, rule } of plan) {
     hash.update(`\0${key}\0${rule.index}\0`).update(secret.data?.[key] ?? "");
     if (rule.rule.passphraseKey) hash.update(`\0p\0`).update(secret.data?.[rule.rule.passphraseKey] ?? "\u0001");
+    // A presented certificate's result depends on its key and CA keys too.
+    const presented = presentedAs(rule.rule, key);
+    for (const beside of [presented?.privateKey, presented?.ca]) if (beside) hash.update(`\0b\0`).update(secret.data?.[beside] ?? "\u0001");
   }
   return hash.digest("base64");
 }
@@ -146,6 +149,33 @@ function secretExtra(secret: SecretObject, ctx: SourceContext, warnings: ObjectW
   return extra;
 }
 
+/** The rule's `presented` entry for a data key, when that key holds a presented certificate. */
+function presentedAs(rule: SecretRule, key: string): SecretRule["presented"][number] | undefined {
+  return rule.format === "auto" || rule.format === "pem" || rule.format === "der" ? rule.presented.find((p) => p.certificate === key) : undefined;
+}
+
+/**
+ * A presented certificate with its checks: the private key's bytes are decoded for the comparison
+ * and zeroed after it; a key or CA key that is not base64 counts as absent.
+ */
+function readPresented(secret: SecretObject, key: string, bytes: Uint8Array, format: "auto" | "pem" | "der", presented: SecretRule["presented"][number], ctx: SourceContext): Found {
+  const field = (name: string | undefined) => {
+    const value = name === undefined ? undefined : secret.data?.[name];
+    if (value === undefined || value === "") return undefined;
+    const decoded = byteField(value, "the data value");
+    return decoded instanceof CertReadError ? undefined : decoded;
+  };
+  const privateKey = presented.privateKey === undefined ? undefined : (field(presented.privateKey) ?? null);
+  try {
+    const { records, checks } = ctx.checks.presented(bytes, format, { privateKey, ca: field(presented.ca) });
+    return { key, result: records, checks };
+  } catch (err) {
+    return { key, result: toReadError(err, "corrupt_certificate") };
+  } finally {
+    privateKey?.fill(0);
+  }
+}
+
 /**
  * Certificates of one data key, as one or more (location key, result) pairs. PEM, DER and PKCS#7
  * are parsed inline; PKCS#12 and kubeconfig YAML in the decode pool, off the event loop.
@@ -156,8 +186,10 @@ async function readKey(secret: SecretObject, key: string, rule: SecretRule, ctx:
   switch (rule.format) {
     case "auto":
     case "pem":
-    case "der":
-      return [parseFound(ctx, key, bytes, rule.format)];
+    case "der": {
+      const presented = ctx.checks.active ? presentedAs(rule, key) : undefined;
+      return [presented ? readPresented(secret, key, bytes, rule.format, presented, ctx) : parseFound(ctx, key, bytes, rule.format)];
+    }
     case "kubeconfig": {
       let entries;
       try {

@@ -1,4 +1,5 @@
 import type { ParseCache } from "../certs/cache.js";
+import { CertificateChecks, NO_CHECKS } from "../checks.js";
 import type { KubeconfigEntry } from "../certs/kubeconfig.js";
 import { DecodePool } from "../decode-pool.js";
 import type { CertList } from "../certs/record.js";
@@ -44,6 +45,8 @@ export interface SourceContextOptions {
   limits?: ReadLimits;
   /** Where PKCS#12 and YAML are decoded; one with a 5 s budget by default. */
   decoder?: DecodePool;
+  /** Key and chain checks of presented certificates; none by default. */
+  checks?: CertificateChecks;
 }
 
 /** Bytes of text a location's records keep: the label values they export. */
@@ -95,6 +98,7 @@ export class SourceContext {
   readonly shard: Shard;
   readonly limits: ReadLimits;
   readonly decoder: DecodePool;
+  readonly checks: CertificateChecks;
   /** Last reason logged per location, so a persistent error is logged once, not every scan. */
   readonly #loggedReason = new Map<string, string>();
   /** The refusals holding each scope error location, by what was refused. */
@@ -108,6 +112,7 @@ export class SourceContext {
     this.shard = options.shard ?? UNSHARDED;
     this.limits = options.limits ?? NO_READ_LIMITS;
     this.decoder = options.decoder ?? new DecodePool({ timeoutMs: 5000 });
+    this.checks = options.checks ?? new CertificateChecks(NO_CHECKS, cache);
   }
 
   /** The certificates (DER) of a PKCS#12 bundle that one of the passphrases opens, decoded off the event loop. */

@@ -20,6 +20,7 @@ import { SecretsSource } from "../../src/sources/secrets.js";
 import type { Source } from "../../src/sources/source.js";
 import type { Shard } from "../../src/shard.js";
 import { SourceContext } from "../../src/sources/source.js";
+import { CertificateChecks } from "../../src/checks.js";
 import { makeCert, type Issued } from "../../scripts/certgen.js";
 import { FakeApiServer, type ApiServerOptions, type K8sObject } from "./apiserver.js";
 
@@ -35,6 +36,8 @@ export interface HarnessOptions {
   cacheEntries?: number;
   /** This replica's shard; default: one replica. */
   shard?: Shard;
+  /** The configuration's `checks`, merged over the defaults; absent: no key or chain checks. */
+  checks?: Record<string, unknown>;
 }
 
 export interface KubeHarnessOptions<S extends Source> extends Omit<HarnessOptions, "secrets"> {
@@ -81,6 +84,7 @@ export async function startKubeHarness<S extends Source>(t: Teardown, opts: Kube
   const config = validateConfig({
     logLevel: "debug",
     sources: opts.sources,
+    ...(opts.checks ? { checks: opts.checks } : {}),
     kubernetes: { kubeconfig: api.kubeconfigPath(), backoff: { initial: "20ms", max: "200ms" }, watchTimeout: "5s", requestTimeout: "5s", ...opts.kubernetes },
   });
   const logs: Record<string, unknown>[] = [];
@@ -94,7 +98,8 @@ export async function startKubeHarness<S extends Source>(t: Teardown, opts: Kube
   const inventory = new Inventory();
   const health = new Health(inventory);
   const cache = new ParseCache(opts.cacheEntries ?? 1000);
-  const ctx = new SourceContext(inventory, cache, health, log, { shard: opts.shard });
+  const checks = opts.checks ? new CertificateChecks(config.checks, cache, log) : undefined;
+  const ctx = new SourceContext(inventory, cache, health, log, { shard: opts.shard, ...(checks ? { checks } : {}) });
   const kubeConfig = loadKubeConfig({ kubeconfig: config.kubernetes.kubeconfig, context: config.kubernetes.context });
   const source = opts.build(config, ctx, kubeConfig);
   const renderer = new MetricsRenderer(inventory, health);
