@@ -29,10 +29,10 @@ export interface LocationChecks {
   chain?: ChainHealth;
 }
 
-/** What a presented bundle comes with: its private key (`null`: the key is expected but absent) and the CA certificates beside it. */
+/** What a presented bundle comes with: its private key (`null`: the key is expected but absent) and the inputs of CA certificates beside it. */
 export interface Presented {
   privateKey?: Uint8Array | null;
-  ca?: Uint8Array;
+  ca?: readonly Uint8Array[];
 }
 
 /** A trust bundle file larger than this is not read: Mozilla's whole store is 220 KiB. */
@@ -80,7 +80,7 @@ export class CertificateChecks {
       if (status) checks.keyPair = status;
     }
     if (this.config.chains && bundle.length > 0) {
-      const local = beside.ca ? this.#localAnchors(beside.ca) : TrustAnchors.EMPTY;
+      const local = beside.ca?.length ? this.#localAnchors(beside.ca) : TrustAnchors.EMPTY;
       const health = assessChain(bundle, [local, this.#globalAnchors()], this.#verifier);
       if (health) checks.chain = this.#share(health);
     }
@@ -118,14 +118,18 @@ export class CertificateChecks {
     return out;
   }
 
-  /** The CA certificates beside a bundle (a Secret's ca.crt); unreadable ones are no anchors. */
-  #localAnchors(bytes: Uint8Array): TrustAnchors {
-    try {
-      const { records, ders } = this.#cache.parseWithDer(bytes, "auto");
-      return new TrustAnchors(this.#chainCertificates(records, ders));
-    } catch {
-      return TrustAnchors.EMPTY;
+  /** The CA certificates beside a bundle (a Secret's ca.crt, a kubeconfig's cluster CAs); unreadable inputs are no anchors. */
+  #localAnchors(inputs: readonly Uint8Array[]): TrustAnchors {
+    const certificates: ChainCertificate[] = [];
+    for (const bytes of inputs) {
+      try {
+        const { records, ders } = this.#cache.parseWithDer(bytes, "auto");
+        certificates.push(...this.#chainCertificates(records, ders));
+      } catch {
+        // Its own location reports why it cannot be read.
+      }
     }
+    return new TrustAnchors(certificates);
   }
 
   /** Node's bundled roots and the configured trust bundles, read on first use. */

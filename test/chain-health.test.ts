@@ -8,6 +8,7 @@ import { rootCertificates } from "node:tls";
 import { writeFileSync } from "node:fs";
 import { pino } from "pino";
 import t, { type Test } from "tap";
+import { stringify } from "yaml";
 import { ParseCache } from "../src/certs/cache.js";
 import { problemAt, type ChainProblem } from "../src/certs/chain.js";
 import { CertificateChecks, type ChecksConfig } from "../src/checks.js";
@@ -17,6 +18,7 @@ import { Inventory } from "../src/inventory.js";
 import { createLogger } from "../src/log.js";
 import { MetricsRenderer } from "../src/metrics.js";
 import { FileSource } from "../src/sources/files.js";
+import { KubeconfigSource } from "../src/sources/kubeconfig.js";
 import { SourceContext } from "../src/sources/source.js";
 import { eventually, startHarness } from "./k8s/exporter-harness.js";
 import { OpensslPki, bundle, type Made } from "./helpers/openssl-pki.js";
@@ -31,7 +33,7 @@ const now = () => Date.now() / 1000;
 
 /** The problem the checks find now for a bundle (PEM text) with `ca` beside it. */
 function problem(checks: CertificateChecks, pem: string, ca?: string, at = now()): ChainProblem | undefined {
-  const { checks: found } = checks.presented(Buffer.from(pem), "auto", ca === undefined ? {} : { ca: Buffer.from(ca) });
+  const { checks: found } = checks.presented(Buffer.from(pem), "auto", ca === undefined ? {} : { ca: [Buffer.from(ca)] });
   return found.chain && problemAt(found.chain, at);
 }
 
@@ -149,4 +151,36 @@ t.test("files: a group with checkChain and a trust bundle", async (t) => {
   t.equal(chainOf("plain.pem"), undefined, "a group without checkChain or privateKey is not a presented bundle");
   const body = Buffer.concat(await new MetricsRenderer(inventory, health).renderCertificates(now())).toString();
   t.match(body, /cert_chain_problem\{source="file",namespace="",name="[^"]*reversed.pem",key="",problem="wrong_order"\} 1/);
+});
+
+t.test("kubeconfigs: a user's client certificate is checked up to the kubeconfig's cluster CA", async (t) => {
+  const { pki, root } = makePki(t);
+  const client = pki.issue("admin", "kubernetes-admin", root);
+  const stranger = pki.issue("stranger", "stranger", pki.root("elsewhere", "Elsewhere CA"));
+  const b64 = (pem: string) => Buffer.from(pem).toString("base64");
+  writeFileSync(
+    pki.path("admin.conf"),
+    stringify({
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [{ name: "kind", cluster: { server: "https://127.0.0.1:6443", "certificate-authority-data": b64(root.pem) } }],
+      users: [
+        { name: "admin", user: { "client-certificate-data": b64(client.pem) } },
+        { name: "stranger", user: { "client-certificate-data": b64(stranger.pem) } },
+      ],
+    }),
+  );
+  const config = validateConfig({ sources: { kubeconfigs: [{ paths: [pki.path("admin.conf")] }] }, checks: { publicRoots: false } });
+  const inventory = new Inventory();
+  const health = new Health(inventory);
+  const cache = new ParseCache(100);
+  const ctx = new SourceContext(inventory, cache, health, createLogger("silent"), { checks: new CertificateChecks(config.checks, cache) });
+  const source = new KubeconfigSource(config.sources.kubeconfigs, { intervalSeconds: 60, maxFileSize: 1 << 20 }, ctx);
+  t.teardown(() => source.stop());
+  await source.scanOnce();
+  const at = (key: string) => inventory.get({ source: "kubeconfig", namespace: "", name: pki.path("admin.conf"), key });
+  t.equal(at("users/admin")?.chain?.problem, "none", "signed by the cluster's CA");
+  t.equal(at("users/stranger")?.chain?.problem, "missing_intermediate", "signed by a CA the kubeconfig does not hold");
+  t.equal(at("clusters/kind")?.chain, undefined, "a cluster CA is an anchor, not a presented bundle");
+  t.equal(at("users/admin")?.keyPair, undefined, "client-key-data is never read");
 });

@@ -1,5 +1,7 @@
 import { dirname } from "node:path";
+import type { KubeconfigEntry } from "../certs/kubeconfig.js";
 import type { CertRecord } from "../certs/record.js";
+import type { LocationChecks } from "../checks.js";
 import type { PathGroup } from "../config.js";
 import { toReadError } from "../errors.js";
 import type { Location } from "../model.js";
@@ -10,8 +12,29 @@ import { unmatchedGlobs } from "./unmatched.js";
 import { ScanPublisher, type LocationResult } from "./scan-publisher.js";
 import type { SourceContext } from "./source.js";
 
-/** A kubeconfig entry with its inline certificates already parsed, or a file still to read. */
-type ResolvedEntry = { key: string; result: LocationResult } | { key: string; file: string };
+/** A kubeconfig entry with its inline certificates already parsed (and checked), or a file still to read. */
+type ResolvedEntry = { key: string; result: LocationResult; checks?: LocationChecks } | { key: string; file: string };
+
+/**
+ * Parses a kubeconfig's inline certificates. A user's client certificate is presented to the API
+ * server: its chain is checked up to the kubeconfig's own cluster CAs (a kubeadm cluster signs
+ * clients with the CA it serves under) and the trust anchors. Its key is not compared: the decode
+ * returns no `client-key-data`, so a kubeconfig's keys never leave the decode.
+ */
+export function resolveKubeconfigEntries(entries: readonly KubeconfigEntry[], ctx: SourceContext): ResolvedEntry[] {
+  const clusterCas = entries.flatMap((entry) => (entry.kind === "data" && entry.key.startsWith("clusters/") ? [entry.bytes] : []));
+  return entries.map((entry): ResolvedEntry => {
+    if (entry.kind === "file") return { key: entry.key, file: entry.path };
+    if (entry.kind === "error") return { key: entry.key, result: entry.error };
+    try {
+      if (!ctx.checks.active || !entry.key.startsWith("users/")) return { key: entry.key, result: ctx.cache.parse(entry.bytes) };
+      const { records, checks } = ctx.checks.presented(entry.bytes, "auto", { ca: clusterCas });
+      return { key: entry.key, result: records, checks };
+    } catch (err) {
+      return { key: entry.key, result: toReadError(err, "corrupt_certificate") };
+    }
+  });
+}
 
 export interface KubeconfigSourceOptions {
   intervalSeconds: number;
@@ -42,16 +65,7 @@ export class KubeconfigSource extends PolledSource {
     this.#publisher = new ScanPublisher(ctx, "kubeconfig");
     const maxFileSize = options.maxFileSize;
     this.reader = new FileReader<ResolvedEntry[]>(
-      async (bytes, path) =>
-        (await ctx.decodeKubeconfig(bytes, dirname(path))).map((entry): ResolvedEntry => {
-          if (entry.kind === "file") return { key: entry.key, file: entry.path };
-          if (entry.kind === "error") return { key: entry.key, result: entry.error };
-          try {
-            return { key: entry.key, result: ctx.cache.parse(entry.bytes) };
-          } catch (err) {
-            return { key: entry.key, result: toReadError(err, "corrupt_certificate") };
-          }
-        }),
+      async (bytes, path) => resolveKubeconfigEntries(await ctx.decodeKubeconfig(bytes, dirname(path)), ctx),
       { maxFileSize },
     );
     this.referenceReader = new FileReader((bytes) => ctx.cache.parse(bytes), { maxFileSize });
@@ -75,7 +89,8 @@ export class KubeconfigSource extends PolledSource {
       const outcome = await this.reader.read(path);
       if (outcome.kind === "value") {
         for (const entry of outcome.value) {
-          this.#publisher.publish(at(entry.key), "result" in entry ? entry.result : await this.#reference(entry.file));
+          if ("result" in entry) this.#publisher.publish(at(entry.key), entry.result, entry.checks);
+          else this.#publisher.publish(at(entry.key), await this.#reference(entry.file));
         }
       } else if (outcome.kind === "error" || literal) {
         this.#publisher.publish(at(""), outcome.error);

@@ -17,6 +17,7 @@ import type { CertManagerLink, Thresholds } from "../model.js";
 import { loadKubeConfig } from "../kube/client.js";
 import { byteField, KubeCertificateSource, parseFound, type CertificateKind, type Found, type LocationExtra } from "./kube-certificates.js";
 import { resourcePath, type KubeObject } from "./kube-collection.js";
+import { resolveKubeconfigEntries } from "./kubeconfig.js";
 import { NamespaceFilter } from "./namespaces.js";
 import { ObjectWarnings } from "./object-warnings.js";
 import type { SourceContext } from "./source.js";
@@ -167,7 +168,8 @@ function readPresented(secret: SecretObject, key: string, bytes: Uint8Array, for
   };
   const privateKey = presented.privateKey === undefined ? undefined : (field(presented.privateKey) ?? null);
   try {
-    const { records, checks } = ctx.checks.presented(bytes, format, { privateKey, ca: field(presented.ca) });
+    const ca = field(presented.ca);
+    const { records, checks } = ctx.checks.presented(bytes, format, { privateKey, ...(ca ? { ca: [ca] } : {}) });
     return { key, result: records, checks };
   } catch (err) {
     return { key, result: toReadError(err, "corrupt_certificate") };
@@ -197,10 +199,10 @@ async function readKey(secret: SecretObject, key: string, rule: SecretRule, ctx:
       } catch (err) {
         return [{ key, result: toReadError(err, "bad_yaml") }];
       }
-      return entries.map((entry) => {
+      return resolveKubeconfigEntries(entries, ctx).map((entry): Found => {
         const at = `${key}/${entry.key}`;
-        if (entry.kind === "data") return parseFound(ctx, at, entry.bytes);
-        return { key: at, result: entry.kind === "error" ? entry.error : new CertReadError("file_reference_not_allowed", `${entry.key} refers to a file`) };
+        if ("result" in entry) return { ...entry, key: at };
+        return { key: at, result: new CertReadError("file_reference_not_allowed", `${entry.key} refers to a file`) };
       });
     }
     case "pkcs12":
