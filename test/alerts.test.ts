@@ -57,7 +57,7 @@ export function githubAnchor(heading: string): string {
 }
 
 /** Alerts about a location rather than a certificate: they name the location, not a subject or days. */
-const LOCATION_ALERTS = ["CertificateReadErrors", "CertificateLocationStale"];
+const LOCATION_ALERTS = ["CertificateReadErrors", "CertificateLocationStale", "CertificatePrivateKeyMismatch", "CertificateChainProblem"];
 
 /**
  * The metric names a PromQL expression reads: its identifiers once string literals and comments are
