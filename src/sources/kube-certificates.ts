@@ -4,18 +4,15 @@ import type { CertList } from "../certs/record.js";
 import type { KubernetesConfig } from "../config.js";
 import { decodeBase64 } from "../certs/base64.js";
 import { CertReadError, toReadError } from "../errors.js";
-import type { Location, LocationUpdate, SourceKind } from "../model.js";
+import type { Location, SourceKind } from "../model.js";
 import { KubeCollection, type KindDescriptor, type KubeObject } from "./kube-collection.js";
-import type { Source, SourceContext } from "./source.js";
+import type { LocationExtra, Source, SourceContext } from "./source.js";
 
 /** The certificates at one location key of an object, or why they could not be read. */
 export interface Found {
   key: string;
   result: CertList | CertReadError;
 }
-
-/** What a kind adds to its objects' locations besides certificates: thresholds, cert-manager links. */
-export type LocationExtra = Omit<LocationUpdate, "certificates" | "error">;
 
 /**
  * One Kubernetes kind that holds certificates: the collection's descriptor without its state, plus
