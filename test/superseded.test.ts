@@ -4,7 +4,8 @@
  * cert_superseded, which the bundled expiry alerts leave out (alerts/tests/superseded.test.yml).
  * Worked out once per location update (locationUpdate, which every source and /probe pass through),
  * sent with every choice of families unless metrics.markSuperseded is false, never for a certificate
- * metrics.leafOnly leaves out; a reload turns it on and off. Certificates are made at test time.
+ * metrics.leafOnly leaves out; a reload turns it on and off. `check` and the status page say which
+ * certificates are superseded. Certificates are made at test time.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -18,9 +19,11 @@ import { validateConfig } from "../src/config.js";
 import { CertReadError } from "../src/errors.js";
 import { Health } from "../src/health.js";
 import { Inventory } from "../src/inventory.js";
+import { checkReport } from "../src/check.js";
 import { createLogger } from "../src/log.js";
 import { MetricsRenderer } from "../src/metrics.js";
 import type { Location } from "../src/model.js";
+import { renderStatusPage } from "../src/status-page.js";
 import { DEFAULT_SELECTION, REQUIRED_FAMILIES, type SeriesSelection } from "../src/series-selection.js";
 import { locationUpdate, NO_READ_LIMITS } from "../src/sources/source.js";
 import { supersededIndexes } from "../src/superseded.js";
@@ -185,4 +188,27 @@ t.test("a file source's bundle, served; a reload turns the marks off and on agai
   t.equal(identities(await scrape(), "cert_superseded").size, 0, "off from the next scrape");
   await exporter.reconfigure(config({ markSuperseded: true, certificateFamilies: [...REQUIRED_FAMILIES] }));
   t.equal(identities(await scrape(), "cert_superseded").size, 2, "on again, with the smallest families");
+});
+
+t.test("check and the status page say which certificates are superseded", async (t) => {
+  const { certificates } = await renewedBundle();
+  const inventory = new Inventory();
+  inventory.replace(LOCATION, locationUpdate(certificates, NO_READ_LIMITS));
+  const json = JSON.parse(checkReport(inventory, { warnDays: 28, format: "json", failOnReadErrors: true }).output) as { index: number; superseded: boolean }[];
+  t.same(
+    json.map((item) => [item.index, item.superseded]).sort(),
+    [
+      [0, false],
+      [1, true],
+      [2, true],
+      [3, false],
+    ],
+    "check --output json: superseded per certificate",
+  );
+  const table = checkReport(inventory, { warnDays: 28, format: "table", failOnReadErrors: true }).output;
+  t.match(table, /^3\.0\s+critical \(superseded\)\s+secret\s+apps\/web-tls\/tls\.crt\s+2\s+web\.example\.test/m, "check's table: the old leaf");
+  t.match(table, /^89\.0\s+ok\s+secret\s+apps\/web-tls\/tls\.crt\s+0\s+web\.example\.test/m, "... and not its renewal");
+  const page = renderStatusPage(inventory, { version: "test", query: {}, rows: 10, now: Date.now() / 1000 }).body;
+  const marked = [...page.matchAll(/<tr class="[a-z_]+">.*?<td class="more num">(\d+)<\/td><\/tr>/g)].filter((row) => row[0].includes("(superseded: a newer one is here)")).map((row) => row[1]);
+  t.same(marked.sort(), ["1", "2"], "the status page marks the two old certificates");
 });
