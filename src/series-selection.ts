@@ -1,6 +1,6 @@
 /**
- * Which per-certificate series the exporter sends: the families, the heavy `cert_info` labels and
- * whether CA certificates are exported at all. Every certificate costs its scraper one series per
+ * Which per-certificate series the exporter sends: the families, the heavy `cert_info` labels, which
+ * certificates are exported at all, and whether superseded ones are marked. Every certificate costs its scraper one series per
  * family in every scrape, so this is the knob of the Prometheus-side cost (README.md, "Choosing the series").
  */
 
