@@ -106,7 +106,7 @@ function probeChildScript(compiled: string, portsFile: string, caFile: string): 
       return text.split("\\n").filter((line) => line !== "" && !line.startsWith("#")).length;
     };
     const seriesDefault = await series(DEFAULT_SELECTION);
-    const seriesSmallest = await series({ certificateFamilies: REQUIRED_FAMILIES, infoLabels: [], leafOnly: false });
+    const seriesSmallest = await series({ certificateFamilies: REQUIRED_FAMILIES, infoLabels: [], leafOnly: false, markSuperseded: true });
     let certificates = 0;
     for (const entry of inventory.entries()) certificates += entry.certificates.length;
     process.stdout.write(JSON.stringify({ cycles, rssPeakBytes: Number(/VmHWM:\\s+(\\d+) kB/.exec(status)?.[1] ?? 0) * 1024, seriesDefault, seriesSmallest, certificates }) + "\\n");

@@ -71,7 +71,7 @@ export function childScript(dist: string): string {
     const DAY = 86400, T0 = 1767225600;
     const ca = (cn, issuerCN, k, years) => ({
       notBefore: T0 - 400 * DAY - k, notAfter: T0 + years * 365 * DAY + k, subject: "CN=" + cn, subjectCN: cn, issuer: "CN=" + issuerCN, issuerCN,
-      serial: hex("serial" + cn, 32), sans: [], isCA: true, fingerprintSha256: hex("fp" + cn, 64), keyAlgorithm: "ECDSA", keyBits: 256, signatureAlgorithm: "ecdsa-with-SHA256",
+      serial: hex("serial" + cn, 32), sans: [], isCA: true, keyUsage: 96, extendedKeyUsage: "", fingerprintSha256: hex("fp" + cn, 64), keyAlgorithm: "ECDSA", keyBits: 256, signatureAlgorithm: "ecdsa-with-SHA256",
     });
     const chains = [0, 1, 2, 3].map((k) => ({ root: ca("Bench Root CA " + k, "Bench Root CA " + k, k, 10), intermediate: ca("Bench Intermediate CA " + k, "Bench Root CA " + k, k, 5) }));
     const inventory = new Inventory();
@@ -79,7 +79,7 @@ export function childScript(dist: string): string {
       const chain = chains[i % 4], namespace = "ns-" + (i % 400), name = "tls-" + i, cn = "svc-" + i + ".bench.example";
       const leaf = {
         notBefore: T0 - (i % 90) * DAY - i, notAfter: T0 + (30 + (i % 3000)) * DAY + i, subject: "CN=" + cn, subjectCN: cn, issuer: chain.intermediate.subject, issuerCN: chain.intermediate.subjectCN,
-        serial: hex("serial" + i, 32), sans: ["DNS:" + cn], isCA: false, fingerprintSha256: hex("fingerprint" + i, 64), keyAlgorithm: "ECDSA", keyBits: 256, signatureAlgorithm: "ecdsa-with-SHA256",
+        serial: hex("serial" + i, 32), sans: ["DNS:" + cn], isCA: false, keyUsage: 1, extendedKeyUsage: "1.3.6.1.5.5.7.3.1", fingerprintSha256: hex("fingerprint" + i, 64), keyAlgorithm: "ECDSA", keyBits: 256, signatureAlgorithm: "ecdsa-with-SHA256",
       };
       inventory.replace({ source: "secret", namespace, name, key: "tls.crt" }, { certificates: [leaf, chain.intermediate] });
       inventory.replace({ source: "secret", namespace, name, key: "ca.crt" }, { certificates: [chain.root] });

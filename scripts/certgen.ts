@@ -40,6 +40,10 @@ export interface CertSpec {
   notAfter?: Date;
   issuer?: Issued;
   ca?: boolean;
+  /** keyUsage flags (x509.KeyUsageFlags, named bit n as 1 << n); no extension when absent. */
+  keyUsage?: number;
+  /** extendedKeyUsage purposes as dotted OIDs; no extension when absent. */
+  extendedKeyUsage?: string[];
   /** "DNS:x", "IP:x" or a bare DNS name. */
   sans?: string[];
   key?: KeyKind;
@@ -78,6 +82,8 @@ export async function makeCert(spec: CertSpec = {}): Promise<Issued> {
   const subject = spec.subject ?? `CN=${spec.cn ?? "test"}`;
   const extensions: x509.Extension[] = [new x509.BasicConstraintsExtension(spec.ca ?? false, undefined, true)];
   if (spec.sans?.length) extensions.push(new x509.SubjectAlternativeNameExtension(spec.sans.map(sanEntry)));
+  if (spec.keyUsage !== undefined) extensions.push(new x509.KeyUsagesExtension(spec.keyUsage, true));
+  if (spec.extendedKeyUsage) extensions.push(new x509.ExtendedKeyUsageExtension(spec.extendedKeyUsage));
   const serialNumber = spec.serial ?? (++serialCounter).toString(16).padStart(2, "0") + Math.floor(Math.random() * 0xffffff).toString(16).padStart(6, "0");
   const issuer = spec.issuer;
   const signingKeyKind = issuer?.keyKind ?? keyKind;

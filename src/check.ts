@@ -77,6 +77,7 @@ export function checkReport(inventory: Inventory, options: CheckOptions, now = D
         notAfter: isoTime(r.notAfter),
         daysLeft: Number(r.daysLeft.toFixed(3)),
         state: r.state,
+        superseded: r.superseded,
       })),
       ...errors.map((e) => ({ type: "error", ...e })),
     ];
@@ -85,7 +86,7 @@ export function checkReport(inventory: Inventory, options: CheckOptions, now = D
 
   const table = formatTable(
     ["DAYS LEFT", "STATE", "SOURCE", "LOCATION", "INDEX", "SUBJECT CN", "NOT AFTER"],
-    certs.map((r) => [r.daysLeft.toFixed(1), r.state, r.source, locationText(r), String(r.index), visibleText(r.subjectCN), isoTime(r.notAfter)]),
+    certs.map((r) => [r.daysLeft.toFixed(1), r.superseded ? `${r.state} (superseded)` : r.state, r.source, locationText(r), String(r.index), visibleText(r.subjectCN), isoTime(r.notAfter)]),
   );
   let output = certs.length ? `${table}\n` : "No certificates found.\n";
   if (errors.length) {

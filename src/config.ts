@@ -361,8 +361,10 @@ const metrics = z.strictObject({
     }),
   /** cert_info labels added to the light ones: subject, issuer, sans. */
   infoLabels: z.array(z.enum(OPTIONAL_INFO_LABELS)).max(OPTIONAL_INFO_LABELS.length * 2).default([]),
-  /** Only certificates that are not CAs: drops roots and intermediates from every per-certificate family. */
-  leafOnly: z.boolean().default(false),
+  /** true: only certificates that are not CAs; "first": only index 0 of each location. Every per-certificate family, cert_superseded included. */
+  leafOnly: z.union([z.boolean(), z.literal("first")], { error: `expected true, false or "first"` }).default(false),
+  /** cert_superseded for a certificate a newer one replaces at its location; false sends none, and every certificate alerts. */
+  markSuperseded: z.boolean().default(true),
 });
 
 /** Checks beyond the dates (README.md, "Key and chain checks"). */

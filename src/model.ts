@@ -85,6 +85,11 @@ export interface LocationEntry {
   /** The presented bundle's chain (src/certs/chain.ts); absent when not checked. */
   chain?: ChainHealth;
   /**
+   * Indexes of the certificates a newer one with the same subject, key usage, extended key usage and
+   * CA flag replaces at this location (src/superseded.ts), ascending; absent when none.
+   */
+  superseded?: readonly number[];
+  /**
    * The location's source can no longer read it (its scope is refused) and keeps the last-known
    * certificates, so their alerts go on; absent while current. Every replace clears it.
    */

@@ -38,6 +38,8 @@ export interface CertificateRow {
   thresholds: StateThresholds;
   /** A last-known certificate: its source can no longer read the location (cert_location_stale). */
   stale: boolean;
+  /** A newer certificate for the same thing is at the same location (cert_superseded). */
+  superseded: boolean;
 }
 
 export interface ErrorRow {
@@ -189,6 +191,7 @@ export function selectCertificates(
         state,
         thresholds,
         stale: entry.stale === true,
+        superseded: entry.superseded?.includes(index) === true,
       };
     });
   return { rows, matching, stateCounts };

@@ -1,6 +1,6 @@
 /**
- * Which per-certificate series the exporter sends: the families, the heavy `cert_info` labels and
- * whether CA certificates are exported at all. Every certificate costs its scraper one series per
+ * Which per-certificate series the exporter sends: the families, the heavy `cert_info` labels, which
+ * certificates are exported at all, and whether superseded ones are marked. Every certificate costs its scraper one series per
  * family in every scrape, so this is the knob of the Prometheus-side cost (README.md, "Choosing the series").
  */
 
@@ -34,14 +34,31 @@ export const OPTIONAL_INFO_LABELS = ["subject", "issuer", "sans"] as const;
 
 export type OptionalInfoLabel = (typeof OPTIONAL_INFO_LABELS)[number];
 
+/**
+ * Which certificates are sent at all: every one (false), those that are not CAs (true: no
+ * basicConstraints cA), or the first of each location ("first", index 0). A location's read errors
+ * show either way.
+ */
+export type LeafOnly = boolean | "first";
+
 export interface SeriesSelection {
   certificateFamilies: readonly CertificateFamilyName[];
   infoLabels: readonly OptionalInfoLabel[];
-  /** Only certificates that are not CAs (no basicConstraints cA); a location's read errors still show. */
-  leafOnly: boolean;
+  leafOnly: LeafOnly;
+  /**
+   * `cert_superseded` for the certificates a newer one replaces at their location, which the bundled
+   * expiry alerts leave out. Not a family of the list above: the alerts read it whatever the families.
+   */
+  markSuperseded: boolean;
 }
 
-export const DEFAULT_SELECTION: SeriesSelection = { certificateFamilies: DEFAULT_FAMILIES, infoLabels: [], leafOnly: false };
+export const DEFAULT_SELECTION: SeriesSelection = { certificateFamilies: DEFAULT_FAMILIES, infoLabels: [], leafOnly: false, markSuperseded: true };
 
-/** Every family and label: what the exporter sent before the choice existed. */
-export const FULL_SELECTION: SeriesSelection = { certificateFamilies: CERTIFICATE_FAMILY_NAMES, infoLabels: OPTIONAL_INFO_LABELS, leafOnly: false };
+/** Every family and label: what the exporter sent before the choice existed, and the superseded marks. */
+export const FULL_SELECTION: SeriesSelection = { certificateFamilies: CERTIFICATE_FAMILY_NAMES, infoLabels: OPTIONAL_INFO_LABELS, leafOnly: false, markSuperseded: true };
+
+/** Whether the certificate at `index` of its location is sent under `leafOnly`. */
+export function certificateSelected(leafOnly: LeafOnly, isCA: boolean, index: number): boolean {
+  if (leafOnly === "first") return index === 0;
+  return !(leafOnly && isCA);
+}

@@ -140,7 +140,7 @@ function ownThresholds(row: CertificateRow): string {
 function certificateRow(row: CertificateRow): string {
   return (
     `<tr class="${row.state}"><td class="num">${row.daysLeft.toFixed(1)}</td><td>${stateLabel(row.state)}${ownThresholds(row)}</td>` +
-    `<td class="name">${shown(row.subjectCN)}</td><td class="name">${locationCell(row)}${row.stale ? ' <small class="stale">(last known: access lost)</small>' : ""}</td><td class="more">${row.source}</td><td class="more name">${shown(row.issuerCN)}</td>` +
+    `<td class="name">${shown(row.subjectCN)}</td><td class="name">${locationCell(row)}${row.stale ? ' <small class="stale">(last known: access lost)</small>' : ""}${row.superseded ? ' <small class="superseded">(superseded: a newer one is here)</small>' : ""}</td><td class="more">${row.source}</td><td class="more name">${shown(row.issuerCN)}</td>` +
     `<td class="more">${isoTime(row.notBefore)}</td><td class="more">${isoTime(row.notAfter)}</td><td class="more num">${row.index}</td></tr>`
   );
 }

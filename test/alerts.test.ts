@@ -1,7 +1,7 @@
 /**
  * The bundled alert rules: valid for promtool, every alert unit-tested firing and silent, every alert
- * documented, the expiry alerts blind to staleness, every expression reading only the per-certificate
- * families that cannot be turned off, the PrometheusRule identical to what the generator makes from
+ * documented, the expiry alerts blind to staleness and leaving superseded certificates out, every
+ * expression reading only the per-certificate families that cannot be turned off, the PrometheusRule identical to what the generator makes from
  * the rules file, and the same CA copied into 500 Secrets raising one alert. Needs promtool (Debian
  * package `prometheus`): without it the test fails, it does not skip.
  */
@@ -142,7 +142,17 @@ t.test("the expiry alerts ignore staleness: a stale location's certificates aler
   t.match(stale?.expr, /cert_location_stale/, "CertificateLocationStale does");
 });
 
+t.test("every expiry alert leaves superseded certificates out, matching cert_superseded on all labels", async (t) => {
+  const expiry = alerts.filter((rule) => /^(CA)?Certificate(ExpiringSoon|RenewalOverdue|ExpiringCritical|Expired|NotYetValid)$/.test(rule.alert as string));
+  t.equal(expiry.length, 9, "the nine expiry alerts");
+  // On all labels, so that one exporter's mark cannot silence another cluster's copy of a location.
+  for (const rule of expiry) t.match(rule.expr, /\bunless cert_superseded == 1\n/, `${rule.alert} ends its certificate selection with unless cert_superseded == 1`);
+  for (const rule of alerts.filter((each) => !expiry.includes(each))) t.notOk(metricNamesRead(rule.expr).has("cert_superseded"), `${rule.alert} does not read cert_superseded`);
+});
+
 t.test("every rule reads only the per-certificate families that cannot be turned off", async (t) => {
+  // cert_superseded, which the expiry alerts read, is sent with every choice of families: it is none of them.
+  t.notOk((CERTIFICATE_FAMILY_NAMES as readonly string[]).includes("cert_superseded"), "cert_superseded is not a selectable family");
   const optional = CERTIFICATE_FAMILY_NAMES.filter((family) => !REQUIRED_FAMILIES.includes(family));
   t.same([...optional].sort(), ["cert_expired", "cert_expires_in_days", "cert_info"], "the optional families");
   t.ok(metricNamesRead('-cert_expires_in_days{ca!="true"} >= 0').has("cert_expires_in_days"), "the check sees a family read");

@@ -30,6 +30,9 @@
  * - Signature algorithm: @peculiar/x509's name and hash (node:crypto on Node 20 has none); OpenSSL's
  *   text on the sample.
  * - Fingerprint: node:crypto's fingerprint256 and @peculiar/x509's SHA-256 thumbprint.
+ * - Key usage: @peculiar/x509's KeyUsagesExtension flags (node:crypto reads none). Extended key
+ *   usage: the purposes' OIDs as a sorted set, from node:crypto's keyUsage (its name for them) and
+ *   @peculiar/x509's ExtendedKeyUsageExtension.
  */
 import { spawnSync } from "node:child_process";
 import { X509Certificate as NodeX509, generateKeyPairSync, sign as cryptoSign, constants, type KeyObject } from "node:crypto";
@@ -445,10 +448,24 @@ function extension(id: string, critical: boolean, value: Buffer): Buffer {
   return critical ? seq(oid(id), bool(true), octets(value)) : seq(oid(id), octets(value));
 }
 
+/** keyUsage's BIT STRING in DER: named bit n as 1 << n, trailing zero bits left out. */
+function keyUsageDer(flags: number): Buffer {
+  const highest = 31 - Math.clz32(flags);
+  const octets = Buffer.alloc((highest >> 3) + 1);
+  for (let n = 0; n <= highest; n++) if (flags & (1 << n)) octets[n >> 3]! |= 0x80 >> (n & 7);
+  return tlv(0x03, Buffer.from([7 - (highest & 7)]), octets);
+}
+
+/** Purposes real certificates name (serverAuth … OCSPSigning, anyExtendedKeyUsage, Microsoft's and Kerberos'). */
+const PURPOSES = ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2", "1.3.6.1.5.5.7.3.3", "1.3.6.1.5.5.7.3.4", "1.3.6.1.5.5.7.3.8", "1.3.6.1.5.5.7.3.9", "2.5.29.37.0", "1.3.6.1.4.1.311.20.2.2", "1.3.6.1.5.2.3.5"];
+
+/** The set of purposes as the record holds it. */
+const purposeSet = (oids: readonly string[]): string => [...new Set(oids)].sort().join(",");
+
 interface Generated {
   der: Buffer;
   /** What the generator put in: the facts that have one right answer whatever the reader. */
-  truth: { notBefore: number; notAfter: number; isCA: boolean; keyAlgorithm: string; keyBits: number; signatureAlgorithm: string; sansExported: string[] };
+  truth: { notBefore: number; notAfter: number; isCA: boolean; keyUsage: number; extendedKeyUsage: string; keyAlgorithm: string; keyBits: number; signatureAlgorithm: string; sansExported: string[] };
   label: string;
   /** @peculiar/x509 misreads something in the names (see peculiarBlindSpots). */
   peculiarNamesUnreliable: boolean;
@@ -470,8 +487,13 @@ function generate(rng: Rng, pool: PoolKey[], index: number): Generated {
   const validity = seq(encodeTime(notBefore, rng.chance(0.03)), encodeTime(notAfter, rng.chance(0.03)));
 
   const v1 = rng.chance(0.04);
+  // The usage extensions draw from their own generator, so that the rest of the corpus is what the
+  // seed made before they had any variety.
+  const usageRng = new Rng(SEED ^ Math.imul(index + 1, 0x9e3779b1));
   const exts: Buffer[] = [];
   let isCA = false;
+  let keyUsage = 0;
+  let purposes: string[] = [];
   const sansExported: string[] = [];
   if (!v1) {
     if (rng.chance(0.8)) {
@@ -480,8 +502,9 @@ function generate(rng: Rng, pool: PoolKey[], index: number): Generated {
       exts.push(extension("2.5.29.19", rng.chance(0.7), seq(...content)));
     }
     if (rng.chance(0.3)) {
-      // keyUsage: digitalSignature, plus keyCertSign and cRLSign for a CA.
-      exts.push(extension("2.5.29.15", true, tlv(0x03, Buffer.from(isCA ? [1, 0x86] : [7, 0x80]))));
+      // keyUsage: the usual digitalSignature (+ keyCertSign and cRLSign for a CA), or any of the nine bits.
+      keyUsage = usageRng.chance(0.5) ? (isCA ? 0x61 : 0x01) : usageRng.int(1, 0x1ff);
+      exts.push(extension("2.5.29.15", usageRng.chance(0.8), keyUsageDer(keyUsage)));
     }
     if (rng.chance(0.75)) {
       const n = rng.chance(0.015) ? rng.int(100, 250) : rng.chance(0.2) ? rng.int(6, 40) : rng.int(1, 5);
@@ -500,6 +523,11 @@ function generate(rng: Rng, pool: PoolKey[], index: number): Generated {
       const j = rng.int(0, i);
       [exts[i], exts[j]] = [exts[j]!, exts[i]!];
     }
+    if (usageRng.chance(0.3)) {
+      // extendedKeyUsage: known purposes and private ones, repeats included, in any order, anywhere.
+      purposes = Array.from({ length: usageRng.int(1, 6) }, () => (usageRng.chance(0.8) ? usageRng.pick(PURPOSES) : `1.3.6.1.4.1.55555.37.${usageRng.int(0, 3)}`));
+      exts.splice(usageRng.int(0, exts.length), 0, extension("2.5.29.37", usageRng.chance(0.2), seq(...purposes.map(oid))));
+    }
   }
 
   const tbs = seq(
@@ -515,7 +543,7 @@ function generate(rng: Rng, pool: PoolKey[], index: number): Generated {
   const der = seq(tbs, sigAlg.der, bitString(sigAlg.sign(tbs, issuerKey.privateKey)));
   return {
     der,
-    truth: { notBefore, notAfter, isCA, keyAlgorithm: subjectKey.algorithm, keyBits: subjectKey.bits, signatureAlgorithm: sigAlg.name, sansExported },
+    truth: { notBefore, notAfter, isCA, keyUsage, extendedKeyUsage: purposeSet(purposes), keyAlgorithm: subjectKey.algorithm, keyBits: subjectKey.bits, signatureAlgorithm: sigAlg.name, sansExported },
     label: `certificate ${index} (${subjectKey.kind} signed by ${issuerKey.kind}, ${sigAlg.name})`,
     peculiarNamesUnreliable: peculiarBlindSpots.universalAstral || peculiarBlindSpots.bigArc,
   };
@@ -731,6 +759,8 @@ interface View {
   issuerCN: string;
   sans: string[];
   isCA: boolean;
+  keyUsage?: number;
+  extendedKeyUsage: string;
   keyAlgorithm: string;
   keyBits: number;
   signatureAlgorithm?: string;
@@ -748,6 +778,8 @@ function ourView(r: CertRecord): View {
     issuerCN: r.issuerCN,
     sans: r.sans.map(normSan),
     isCA: r.isCA,
+    keyUsage: r.keyUsage,
+    extendedKeyUsage: r.extendedKeyUsage,
     keyAlgorithm: r.keyAlgorithm,
     keyBits: r.keyBits,
     signatureAlgorithm: r.signatureAlgorithm,
@@ -773,6 +805,7 @@ function nodeView(der: Buffer): View {
     issuerCN: cnOf(issuer),
     sans: nodeSans(c.subjectAltName).map(normSan),
     isCA: c.ca,
+    extendedKeyUsage: purposeSet(c.keyUsage ?? []),
     keyAlgorithm: type === "rsa" ? "RSA" : type === "ec" ? "ECDSA" : type === "ed25519" ? "Ed25519" : type === "ed448" ? "Ed448" : String(type),
     keyBits: type === "rsa" ? details.modulusLength! : type === "ec" ? curveBits[details.namedCurve!]! : type === "ed25519" ? 256 : 456,
     fingerprintSha256: c.fingerprint256.replace(/:/g, "").toLowerCase(),
@@ -821,6 +854,8 @@ async function peculiarView(der: Buffer): Promise<View> {
     issuerCN: cnOf(issuer),
     sans,
     isCA: c.getExtension(x509.BasicConstraintsExtension)?.ca ?? false,
+    keyUsage: c.getExtension(x509.KeyUsagesExtension)?.usages ?? 0,
+    extendedKeyUsage: purposeSet((c.getExtension(x509.ExtendedKeyUsageExtension)?.usages ?? []).map(String)),
     keyAlgorithm,
     keyBits,
     signatureAlgorithm: peculiarSignatureName(c.signatureAlgorithm as Algorithm & { hash?: Algorithm; namedCurve?: string }),
@@ -863,7 +898,7 @@ function opensslView(der: Buffer): OpensslView {
   };
 }
 
-const FIELDS: (keyof View)[] = ["notBefore", "notAfter", "serial", "subject", "issuer", "subjectCN", "issuerCN", "sans", "isCA", "keyAlgorithm", "keyBits", "signatureAlgorithm", "fingerprintSha256"];
+const FIELDS: (keyof View)[] = ["notBefore", "notAfter", "serial", "subject", "issuer", "subjectCN", "issuerCN", "sans", "isCA", "keyUsage", "extendedKeyUsage", "keyAlgorithm", "keyBits", "signatureAlgorithm", "fingerprintSha256"];
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a, (_k, v: unknown) => (typeof v === "bigint" ? v.toString(16) : v)) === JSON.stringify(b, (_k, v: unknown) => (typeof v === "bigint" ? v.toString(16) : v));
 
@@ -879,15 +914,20 @@ interface Disagreement {
 /** Order inside a multi-valued RDN is free (RFC 4514 §2.2: "in any order"). */
 const sortedRdns = (name: NormName): NormName => name.map((rdn) => [...rdn].sort());
 
+/** keyUsage's keyCertSign bit, as the record holds it. */
+const KEY_CERT_SIGN = 1 << 5;
+
 const NAME_FIELDS = new Set<keyof View>(["subject", "issuer", "subjectCN", "issuerCN"]);
 
 function compare(label: string, der: Buffer, ours: View, node: View, peculiar: View, peculiarNamesUnreliable: boolean): Disagreement[] {
   const out: Disagreement[] = [];
   for (const field of FIELDS) {
-    // node:crypto on Node 20 reads no signature algorithm.
+    // node:crypto on Node 20 reads no signature algorithm and no key usage bits, and its `ca` is
+    // OpenSSL's X509_check_ca: basicConstraints cA, but false when a keyUsage leaves out keyCertSign.
     const norm = (v: unknown) => (field === "subject" || field === "issuer" ? sortedRdns(v as NormName) : v);
     const mine = norm(ours[field]);
-    const nodeValue = norm(field === "signatureAlgorithm" ? ours[field] : node[field]);
+    const nodeReadsIt = !(field === "signatureAlgorithm" || field === "keyUsage" || (field === "isCA" && ours.keyUsage !== 0 && (ours.keyUsage! & KEY_CERT_SIGN) === 0));
+    const nodeValue = norm(nodeReadsIt ? node[field] : ours[field]);
     const peculiarValue = norm(peculiarNamesUnreliable && NAME_FIELDS.has(field) ? ours[field] : peculiar[field]);
     if (!same(mine, nodeValue) || !same(mine, peculiarValue)) out.push({ label, field, ours: mine, node: nodeValue, peculiar: peculiarValue, der });
   }
@@ -916,6 +956,8 @@ t.test(`${CERTIFICATES} generated certificates: every exported field as @peculia
   const disagreements: Disagreement[] = [];
   let truthMismatches = 0;
   let opensslChecked = 0;
+  const keyUsagesSeen = new Set<number>();
+  const purposeSetsSeen = new Set<string>();
   const every = Math.max(1, Math.floor(CERTIFICATES / Math.max(1, OPENSSL_SAMPLE)));
   for (let i = 0; i < CERTIFICATES; i++) {
     const g = generate(rng, pool, i);
@@ -933,12 +975,16 @@ t.test(`${CERTIFICATES} generated certificates: every exported field as @peculia
     disagreements.push(...found);
     // The generator's own facts: one right answer whatever the reader.
     const truth = g.truth;
+    keyUsagesSeen.add(truth.keyUsage);
+    purposeSetsSeen.add(truth.extendedKeyUsage);
     const expectedSans = truth.sansExported.filter((s) => s !== "IP6");
     const mineSans = record.sans.filter((s) => !(s.startsWith("IP:") && s.includes(":", 3)));
     for (const [what, a, b] of [
       ["notBefore", mine.notBefore, truth.notBefore],
       ["notAfter", mine.notAfter, truth.notAfter],
       ["isCA", mine.isCA, truth.isCA],
+      ["keyUsage", mine.keyUsage, truth.keyUsage],
+      ["extendedKeyUsage", mine.extendedKeyUsage, truth.extendedKeyUsage],
       ["keyAlgorithm", mine.keyAlgorithm, truth.keyAlgorithm],
       ["keyBits", mine.keyBits, truth.keyBits],
       ["signatureAlgorithm", mine.signatureAlgorithm, truth.signatureAlgorithm],
@@ -976,6 +1022,7 @@ t.test(`${CERTIFICATES} generated certificates: every exported field as @peculia
   }
   t.equal(disagreements.length, 0, "no field on which a library disagrees with us");
   t.equal(truthMismatches, 0, "no field unlike what was generated");
+  t.ok(keyUsagesSeen.size > 50 && purposeSetsSeen.size > 50, `${keyUsagesSeen.size} key usages and ${purposeSetsSeen.size} purpose sets compared`);
   t.ok(opensslChecked >= Math.min(OPENSSL_SAMPLE, CERTIFICATES) / 2, `${opensslChecked} certificates also read by openssl x509`);
 });
 

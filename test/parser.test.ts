@@ -57,6 +57,8 @@ t.test("formats", async (t) => {
     serial: "1a2b3c4d",
     sans: ["DNS:single.example.com", "IP:192.0.2.7"],
     isCA: false,
+    keyUsage: 0,
+    extendedKeyUsage: "",
     fingerprintSha256: sha256(single.der),
     keyAlgorithm: "ECDSA",
     keyBits: 256,
@@ -363,6 +365,30 @@ t.test("odd and bad inputs", async (t) => {
     t.same(bare!.sans, []);
   });
 
+  t.test("key usage bits and extended key usage purposes: a sorted set, one string shared by records with the same", async (t) => {
+    const flags = x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment | x509.KeyUsageFlags.decipherOnly;
+    const a = await makeCert({ keyUsage: flags, extendedKeyUsage: ["1.3.6.1.5.5.7.3.2", "1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"] });
+    const b = await makeCert({ extendedKeyUsage: ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"] });
+    const [ra] = parseCertificates(a.der);
+    const [rb] = parseCertificates(b.der);
+    t.equal(ra!.keyUsage, 1 | 4 | 256, "named bit n is 1 << n, bit 8 included");
+    t.equal(ra!.extendedKeyUsage, "1.3.6.1.5.5.7.3.1,1.3.6.1.5.5.7.3.2", "sorted, without the repeat");
+    t.equal(rb!.keyUsage, 0, "no keyUsage");
+    t.equal(rb!.extendedKeyUsage, ra!.extendedKeyUsage);
+    t.equal(parseCertificates((await makeCert()).der)[0]!.extendedKeyUsage, "", "no extendedKeyUsage");
+  });
+
+  t.test("a malformed extendedKeyUsage leaves the certificate readable, without purposes", async (t) => {
+    const der = Buffer.from((await makeCert({ cn: "odd-eku", extendedKeyUsage: ["1.3.6.1.5.5.7.3.1"] })).der);
+    const serverAuth = Buffer.from("06082b06010505070301", "hex");
+    const at = der.indexOf(serverAuth);
+    t.ok(at > 0 && der.indexOf(serverAuth, at + 1) < 0, "the purpose's OID is found once");
+    der[at] = 0x04; // the purpose becomes an OCTET STRING
+    const [record] = parseCertificates(der);
+    t.equal(record!.subjectCN, "odd-eku");
+    t.equal(record!.extendedKeyUsage, "");
+  });
+
   t.test("SANs of each type", async (t) => {
     const c = await makeCert({
       sans: ["DNS:www.example.com", "*.example.org", "IP:10.1.2.3", "IP:2001:db8::7", "IP:::1", "IP:fe80:0:0:1:0:0:0:1", "email:ops@example.com", "URI:spiffe://cluster.local/ns/a/sa/b"],
@@ -528,5 +554,14 @@ t.test("bounded decoding: every structure an attacker can size has a limit with 
     t.equal(record?.sans.length, 1001);
     t.equal(record?.sans.at(-1), "…500 more");
     t.equal(record?.sans[0], "DNS:n0.example.test");
+  });
+
+  t.test("extended key usage decodes at most 32 purposes; the rest is counted", async (t) => {
+    const purposes = Array.from({ length: 40 }, (_, i) => `1.3.6.1.4.1.55555.37.${100 + i}`);
+    const [record] = parseCertificates((await makeCert({ extendedKeyUsage: purposes })).der);
+    const listed = record!.extendedKeyUsage.split(",");
+    t.equal(listed.length, 33);
+    t.same(listed.slice(0, 32), purposes.slice(0, 32).sort());
+    t.equal(listed.at(-1), "…8 more");
   });
 });

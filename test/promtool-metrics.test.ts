@@ -24,6 +24,7 @@ import { Exporter } from "../src/app.js";
 import { validateConfig } from "../src/config.js";
 import { CERTIFICATE_FAMILY_NAMES, OPTIONAL_INFO_LABELS } from "../src/series-selection.js";
 import { createLogger } from "../src/log.js";
+import { locationUpdate, NO_READ_LIMITS } from "../src/sources/source.js";
 import { record } from "./helpers/records.js";
 
 /** The one finding allowed: the headline gauge counts days, not seconds, on purpose (README, Metrics). */
@@ -119,6 +120,12 @@ async function scrapeEverything(t: Test, order: string[]): Promise<{ exporter: E
       { thisUpdate: 1_767_225_600, issuer: 'CN=odd " CA', issuerCN: 'odd " CA', revoked: 0 },
     ],
   });
+  // A renewed certificate beside the old one, as a source publishes it: cert_superseded has a sample.
+  const renewedAt = Math.floor(Date.now() / 1000);
+  inventory.replace(
+    { source: "secret", namespace: "shop", name: "renewed-tls", key: "tls.crt" },
+    locationUpdate([record({ subjectCN: "renewed.example.test", serial: "0a01", notBefore: renewedAt - 80 * 86_400 }), record({ subjectCN: "renewed.example.test", serial: "0a02" })], NO_READ_LIMITS),
+  );
   inventory.replace({ source: "endpoint", namespace: "shop", name: "shop-web:443", key: "ingresses" }, {
     certificates: [],
     probe: { success: false, reason: "connect_timeout", message: "no answer in 5 s", chainVerified: false, verifyError: "", hostnameMatch: false, tlsVersion: "", cipher: "", durationSeconds: 5 },

@@ -1,6 +1,7 @@
 /**
  * Choosing the per-certificate series (`metrics:` in the configuration, src/series-selection.ts):
- * which families, which heavy cert_info labels, leaf certificates only. Checked on a real exporter's
+ * which families, which heavy cert_info labels, leaf certificates only (not CAs, or the first of each
+ * location). Checked on a real exporter's
  * /metrics over files made at test time, and across a reload. test/alerts-e2e.test.ts proves the
  * bundled alerts and dashboards with the default and the smallest set against a real Prometheus.
  */
@@ -14,12 +15,13 @@ import { ConfigError, validateConfig } from "../src/config.js";
 import { createLogger } from "../src/log.js";
 import { CERTIFICATE_FAMILY_NAMES, DEFAULT_FAMILIES, OPTIONAL_INFO_LABELS, REQUIRED_FAMILIES } from "../src/series-selection.js";
 
-/** A directory with a leaf-intermediate-root chain in one file and a file that is no certificate. */
-async function fixture(t: Test): Promise<string> {
+/** A directory with a leaf-intermediate-root chain in one file (root first when asked) and a file that is no certificate. */
+async function fixture(t: Test, order: "leaf-first" | "root-first" = "leaf-first"): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "cee-selection-"));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const chain = await makeChain("selected.test");
-  await writeFile(join(dir, "chain.pem"), chain.leaf.pem + chain.intermediate.pem + chain.root.pem);
+  const pems = [chain.leaf.pem, chain.intermediate.pem, chain.root.pem];
+  await writeFile(join(dir, "chain.pem"), (order === "leaf-first" ? pems : pems.reverse()).join(""));
   await writeFile(join(dir, "broken.pem"), "not a certificate\n");
   return dir;
 }
@@ -44,7 +46,7 @@ const perCertificate = (lines: string[]): string[] => familiesOf(lines).filter((
 
 t.test("the configuration: defaults, and the two dates cannot be left out", async (t) => {
   const defaults = validateConfig({}).metrics;
-  t.same(defaults, { certificateFamilies: [...DEFAULT_FAMILIES], infoLabels: [], leafOnly: false }, "three families, light cert_info, every certificate");
+  t.same(defaults, { certificateFamilies: [...DEFAULT_FAMILIES], infoLabels: [], leafOnly: false, markSuperseded: true }, "three families, light cert_info, every certificate, superseded ones marked");
   t.same(DEFAULT_FAMILIES, ["cert_not_after_timestamp_seconds", "cert_not_before_timestamp_seconds", "cert_info"]);
   t.same(validateConfig({ metrics: { certificateFamilies: [...REQUIRED_FAMILIES] } }).metrics.certificateFamilies, [...REQUIRED_FAMILIES], "the smallest set is allowed");
   for (const left of REQUIRED_FAMILIES) {
@@ -54,7 +56,9 @@ t.test("the configuration: defaults, and the two dates cannot be left out", asyn
   t.throws(() => validateConfig({ metrics: { certificateFamilies: [...REQUIRED_FAMILIES, "cert_days"] } }), /metrics\.certificateFamilies\[2\]/, "an unknown family is named by its place");
   t.throws(() => validateConfig({ metrics: { infoLabels: ["subject", "fingerprint_sha256"] } }), /metrics\.infoLabels\[1\]/, "only the heavy labels are optional");
   t.throws(() => validateConfig({ metrics: { certificateFamilies: Array(20).fill("cert_info") } }), /metrics\.certificateFamilies/, "a list is bounded");
-  t.throws(() => validateConfig({ metrics: { leafOnly: "yes" } }), /metrics\.leafOnly: expected boolean/);
+  t.equal(validateConfig({ metrics: { leafOnly: "first" } }).metrics.leafOnly, "first");
+  for (const wrong of ["yes", "last", 0]) t.throws(() => validateConfig({ metrics: { leafOnly: wrong } }), new ConfigError('metrics.leafOnly: expected true, false or "first"'), `leafOnly ${JSON.stringify(wrong)} is refused`);
+  t.throws(() => validateConfig({ metrics: { markSuperseded: "no" } }), /metrics\.markSuperseded: expected boolean/);
 });
 
 t.test("the default set: three series per certificate, cert_info without subject, issuer and SANs", async (t) => {
@@ -94,6 +98,19 @@ t.test("leafOnly: CA certificates are not sent, and a leaf keeps its index", asy
   t.equal(certificateLines.length, DEFAULT_FAMILIES.length, "one series per family: the leaf's");
   for (const line of certificateLines) t.match(line, /index="0",subject_cn="selected\.test",issuer_cn="[^"]+",serial="[0-9a-f]+",ca="false"/);
   t.ok(lines.some((line) => line.startsWith("cert_read_errors{")), "a location's read errors are still sent");
+});
+
+t.test('leafOnly "first": only index 0 of each location, whatever it is', async (t) => {
+  const { scrape } = await served(t, await fixture(t), { leafOnly: "first" });
+  const lines = await scrape();
+  const certificateLines = lines.filter((line) => perCertificate([line]).length > 0);
+  t.equal(certificateLines.length, DEFAULT_FAMILIES.length, "one series per family: the first certificate's");
+  for (const line of certificateLines) t.match(line, /index="0",subject_cn="selected\.test",/);
+  t.ok(lines.some((line) => line.startsWith("cert_read_errors{")), "a location's read errors are still sent");
+  const { scrape: rootFirst } = await served(t, await fixture(t, "root-first"), { leafOnly: "first" });
+  const rootLines = (await rootFirst()).filter((line) => perCertificate([line]).length > 0);
+  t.equal(rootLines.length, DEFAULT_FAMILIES.length);
+  for (const line of rootLines) t.match(line, /index="0",subject_cn="Test Root CA",[^}]*ca="true"/, "a CA at index 0 is sent: the place decides, not the kind");
 });
 
 t.test("a reload changes the series of the next scrape", async (t) => {

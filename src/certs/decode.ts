@@ -59,6 +59,8 @@ const ED448 = "1.3.101.113";
 
 const EXT_BASIC_CONSTRAINTS = "2.5.29.19";
 const EXT_SAN = "2.5.29.17";
+const EXT_KEY_USAGE = "2.5.29.15";
+const EXT_EXTENDED_KEY_USAGE = "2.5.29.37";
 
 /** Readable name of an AlgorithmIdentifier used for signing. RSASSA-PSS names its hash: "RSASSA-PSS-SHA256". */
 function signatureName(buf: Uint8Array, algId: Tlv): string {
@@ -193,6 +195,73 @@ function basicConstraintsCA(buf: Uint8Array, value: Tlv): boolean {
   return first.tag === TAG.BOOLEAN && first.contentEnd > first.contentStart && buf[first.contentStart] !== 0;
 }
 
+/** keyUsage names bits 0 (digitalSignature) to 8 (decipherOnly); later bits mean nothing and are not read. */
+const KEY_USAGE_BITS = 9;
+
+/** KeyUsage ::= BIT STRING: named bit n as 1 << n, the encoding's unused trailing bits left out. */
+function keyUsageBits(buf: Uint8Array, value: Tlv): number {
+  const bits = expect(buf, value.contentStart, value.contentEnd, TAG.BIT_STRING, "keyUsage");
+  const octets = bits.contentEnd - bits.contentStart - 1;
+  if (octets < 0) throw new DerError("keyUsage: empty BIT STRING");
+  const present = Math.min(KEY_USAGE_BITS, octets * 8 - buf[bits.contentStart]!);
+  let usage = 0;
+  for (let n = 0; n < present; n++) if ((buf[bits.contentStart + 1 + (n >> 3)]! & (0x80 >> (n & 7))) !== 0) usage |= 1 << n;
+  return usage;
+}
+
+/**
+ * Purposes read per certificate. Real certificates name a handful; past this the rest are counted,
+ * not decoded, so a crafted extension of thousands of OIDs costs little.
+ */
+const MAX_EXTENDED_KEY_USAGES = 32;
+
+/**
+ * Purpose lists by their text: most certificates name one of a few lists (serverAuth, serverAuth
+ * and clientAuth), which their records then share instead of holding a copy each.
+ */
+const purposeLists = new Map<string, string>();
+const MAX_PURPOSE_LISTS = 1024;
+/** A list longer than this (only a crafted one) is kept by its record alone, never as a key. */
+const MAX_SHARED_PURPOSE_LIST = 512;
+
+/** ExtKeyUsageSyntax ::= SEQUENCE OF KeyPurposeId: the set of purposes, as CertRecord.extendedKeyUsage holds it. */
+function extendedKeyUsages(buf: Uint8Array, value: Tlv): string {
+  const seq = expect(buf, value.contentStart, value.contentEnd, TAG.SEQUENCE, "extendedKeyUsage");
+  const purposes: string[] = [];
+  let skipped = 0;
+  for (let p = seq.contentStart; p < seq.contentEnd; ) {
+    const purpose = readTlv(buf, p, seq.contentEnd);
+    p = purpose.end;
+    if (purposes.length >= MAX_EXTENDED_KEY_USAGES) {
+      skipped++;
+      continue;
+    }
+    if (purpose.tag !== TAG.OID) throw new DerError("extendedKeyUsage: not an OBJECT IDENTIFIER");
+    purposes.push(decodeOid(buf, purpose));
+  }
+  // A set: the order they are listed in and repeats say nothing.
+  const list = [...new Set(purposes)].sort().join(",") + (skipped > 0 ? `,…${skipped} more` : "");
+  if (list.length > MAX_SHARED_PURPOSE_LIST) return list;
+  const shared = purposeLists.get(list);
+  if (shared !== undefined) return shared;
+  if (purposeLists.size >= MAX_PURPOSE_LISTS) purposeLists.clear();
+  purposeLists.set(list, list);
+  return list;
+}
+
+/**
+ * A usage extension's value, or `absent` when it is malformed: the usages only group a location's
+ * certificates (src/superseded.ts), so a bad one must not cost the certificate its expiry series.
+ */
+function usageOrAbsent<T>(read: () => T, absent: T): T {
+  try {
+    return read();
+  } catch (err) {
+    if (err instanceof DerError) return absent;
+    throw err;
+  }
+}
+
 /**
  * Serial number as lowercase hex of the INTEGER's content octets as encoded, except the single
  * 0x00 octet DER adds so a positive number whose top bit is set stays positive: that octet is a
@@ -264,6 +333,8 @@ export function decodeCertificate(bytes: Uint8Array, cert: Tlv, fingerprintSha25
   const { keyAlgorithm, keyBits } = publicKey(buf, spki);
 
   let isCA = false;
+  let keyUsage = 0;
+  let extendedKeyUsage = "";
   let sans: string[] = [];
   p = spki.end;
   while (p < end) {
@@ -280,6 +351,8 @@ export function decodeCertificate(bytes: Uint8Array, cert: Tlv, fingerprintSha25
       const id = decodeOid(buf, idTlv);
       if (id === EXT_BASIC_CONSTRAINTS) isCA = basicConstraintsCA(buf, v);
       else if (id === EXT_SAN) sans = subjectAltNames(buf, v);
+      else if (id === EXT_KEY_USAGE) keyUsage = usageOrAbsent(() => keyUsageBits(buf, v), 0);
+      else if (id === EXT_EXTENDED_KEY_USAGE) extendedKeyUsage = usageOrAbsent(() => extendedKeyUsages(buf, v), "");
     }
   }
 
@@ -293,6 +366,8 @@ export function decodeCertificate(bytes: Uint8Array, cert: Tlv, fingerprintSha25
     serial,
     sans,
     isCA,
+    keyUsage,
+    extendedKeyUsage,
     fingerprintSha256: fingerprintSha256 ?? createHash("sha256").update(buf.subarray(cert.start, cert.end)).digest("hex"),
     keyAlgorithm,
     keyBits,

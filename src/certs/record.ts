@@ -20,6 +20,16 @@ export interface CertRecord {
   sans: string[];
   /** basicConstraints cA. */
   isCA: boolean;
+  /**
+   * keyUsage bits, named bit n as 1 << n (digitalSignature 1, keyCertSign 32, decipherOnly 256);
+   * 0 when the extension is absent.
+   */
+  keyUsage: number;
+  /**
+   * extendedKeyUsage purposes as dotted OIDs, sorted and joined with ","; "" when absent. Shared
+   * between records with the same purposes (decode.ts).
+   */
+  extendedKeyUsage: string;
   /** SHA-256 of the DER encoding, lowercase hex. */
   fingerprintSha256: string;
   /** "RSA", "ECDSA", "Ed25519", "Ed448", or the algorithm's OID when unknown. */

@@ -5,9 +5,9 @@ import type { LocationChecks } from "../checks.js";
 import type { KubernetesConfig } from "../config.js";
 import { decodeBase64 } from "../certs/base64.js";
 import { CertReadError, toReadError } from "../errors.js";
-import type { Location, LocationUpdate, SourceKind } from "../model.js";
+import type { Location, SourceKind } from "../model.js";
 import { KubeCollection, type KindDescriptor, type KubeObject } from "./kube-collection.js";
-import type { Source, SourceContext } from "./source.js";
+import type { LocationExtra, Source, SourceContext } from "./source.js";
 
 /** The certificates at one location key of an object, or why they could not be read. */
 export interface Found {
@@ -16,9 +16,6 @@ export interface Found {
   /** Key and chain checks of a presented certificate (src/checks.ts). */
   checks?: LocationChecks;
 }
-
-/** What a kind adds to its objects' locations besides certificates: thresholds, cert-manager links. */
-export type LocationExtra = Omit<LocationUpdate, "certificates" | "error">;
 
 /**
  * One Kubernetes kind that holds certificates: the collection's descriptor without its state, plus

@@ -15,12 +15,12 @@ import type { KubernetesConfig, SecretRule, SecretsConfig } from "../config.js";
 import { CertReadError, toReadError } from "../errors.js";
 import type { CertManagerLink, Thresholds } from "../model.js";
 import { loadKubeConfig } from "../kube/client.js";
-import { byteField, KubeCertificateSource, parseFound, type CertificateKind, type Found, type LocationExtra } from "./kube-certificates.js";
+import { byteField, KubeCertificateSource, parseFound, type CertificateKind, type Found } from "./kube-certificates.js";
 import { resourcePath, type KubeObject } from "./kube-collection.js";
 import { resolveKubeconfigEntries } from "./kubeconfig.js";
 import { NamespaceFilter } from "./namespaces.js";
 import { ObjectWarnings } from "./object-warnings.js";
-import type { SourceContext } from "./source.js";
+import type { LocationExtra, SourceContext } from "./source.js";
 
 /** What is read of a Secret. */
 export interface SecretObject extends KubeObject {

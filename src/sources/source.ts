@@ -9,6 +9,7 @@ import type { Inventory } from "../inventory.js";
 import { locationId, type Location, type LocationUpdate, type SourceKind } from "../model.js";
 import type { Logger } from "../log.js";
 import { UNSHARDED, type Shard } from "../shard.js";
+import { supersededIndexes } from "../superseded.js";
 
 /**
  * One kind of place certificates live. A source discovers items, reads their bytes and publishes
@@ -76,16 +77,23 @@ function overLimit(records: CertList, limits: ReadLimits): CertReadError | undef
   return undefined;
 }
 
+/** What a source adds to a location's records (thresholds, a cert-manager link, a probe): what the records do not give. */
+export type LocationExtra = Omit<LocationUpdate, "certificates" | "error" | "crls" | "superseded">;
+
 /**
  * What a location holds once its result is in: the records, or the read error (the limits' own when
  * the records exceed them), with the location's other facts. Every source's results and every /probe
- * answer pass here.
+ * answer pass here, so the superseded certificates are worked out here, once per update.
  */
-export function locationUpdate(found: CertList | CertReadError, limits: ReadLimits, extra: Omit<LocationUpdate, "certificates" | "error" | "crls"> = {}): LocationUpdate {
+export function locationUpdate(found: CertList | CertReadError, limits: ReadLimits, extra: LocationExtra = {}): LocationUpdate {
   const result = found instanceof CertReadError ? found : (overLimit(found, limits) ?? found);
   if (result instanceof CertReadError) return { ...extra, certificates: [], error: { reason: result.reason, message: result.message } };
+  const update: LocationUpdate = { ...extra, certificates: result };
   // The CRLs a parse found beside the certificates go on the entry too: the inventory is the one place.
-  return result.crls ? { ...extra, certificates: result, crls: result.crls } : { ...extra, certificates: result };
+  if (result.crls) update.crls = result.crls;
+  const superseded = supersededIndexes(result);
+  if (superseded) update.superseded = superseded;
+  return update;
 }
 
 /** What every source is handed: the inventory, the shared parse cache, health and a logger. */
@@ -126,7 +134,7 @@ export class SourceContext {
   }
 
   /** Publishes the certificates found at a location, or the error that stopped them being read. */
-  publish(location: Location, found: CertList | CertReadError, extra: Omit<LocationUpdate, "certificates" | "error" | "crls"> = {}): void {
+  publish(location: Location, found: CertList | CertReadError, extra: LocationExtra = {}): void {
     const update = locationUpdate(found, this.limits, extra);
     const id = locationId(location);
     if (update.error) {

@@ -16,6 +16,8 @@ export function record(overrides: Partial<CertRecord> & { daysLeft?: number } = 
     serial: "0a1b",
     sans: ["DNS:example.test"],
     isCA: false,
+    keyUsage: 0,
+    extendedKeyUsage: "",
     fingerprintSha256: "ab".repeat(32),
     keyAlgorithm: "ECDSA",
     keyBits: 256,
