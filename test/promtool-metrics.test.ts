@@ -80,7 +80,8 @@ async function scrapeEverything(t: Test, order: string[]): Promise<{ exporter: E
       listen: { address: "127.0.0.1", port: 0 },
       // Every family and cert_info label, so that promtool sees them all.
       metrics: { certificateFamilies: [...CERTIFICATE_FAMILY_NAMES], infoLabels: [...OPTIONAL_INFO_LABELS] },
-      sources: { files: [{ paths: [join(dir, "*.pem")] }] },
+      // With a private key path, every file is presented: key and chain series have samples (no key: `missing`).
+      sources: { files: [{ paths: [join(dir, "*.pem")], privateKey: "{dir}/{stem}.key" }] },
     }),
     createLogger("silent"),
   );
