@@ -20,6 +20,7 @@ const BENCHES: Record<string, { title: string; run: () => Promise<BenchRow[]> }>
   endpoints: { title: "TLS probes: 1,000 endpoints, ours (on the image's Node, then this machine's) and blackbox_exporter", run: () => benchEndpoints() },
   startup: { title: STARTUP_TITLE, run: benchStartup },
   idle: { title: "Idle: CPU and wake-ups without a request, ours (on the image's Node, then this machine's) and blackbox_exporter", run: async () => (await import("./idle.js")).benchIdle() },
+  chain: { title: "Key and chain checks of presented Secrets, next to the parse alone, and our key and signature paths next to OpenSSL's general ones", run: async () => (await import("./chain.js")).benchChain() },
   prometheus: { title: "Prometheus-side cost: 50,000 certificates (BENCH_PROMETHEUS_CERTS) scraped by a real Prometheus, each family set next to the full set", run: async () => (await import("./prometheus.js")).benchPrometheus() },
 };
 

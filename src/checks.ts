@@ -4,7 +4,9 @@
  * for the call, compared with its private key and walked up to a trust anchor. The results go on the
  * location (`keyPair`, `chain`); the DER, the key and anything derived from the key do not.
  */
+import { createHash } from "node:crypto";
 import type { ParseCache } from "./certs/cache.js";
+import { Lru } from "./certs/lru.js";
 import { TrustAnchors, assessChain, type ChainCertificate, type ChainHealth } from "./certs/chain.js";
 import type { CertFormat } from "./certs/parse.js";
 import { keyPairStatus, type KeyPairStatus } from "./certs/private-key.js";
@@ -38,6 +40,9 @@ export interface Presented {
 /** A trust bundle file larger than this is not read: Mozilla's whole store is 220 KiB. */
 const MAX_TRUST_BUNDLE_BYTES = 4 * 1024 * 1024;
 
+/** Distinct sets of CA certificates remembered (a cluster has a handful of CAs). */
+const MAX_LOCAL_ANCHOR_SETS = 256;
+
 /** Distinct chain results kept for sharing: leaves of one intermediate share one object. */
 const MAX_SHARED_RESULTS = 4096;
 
@@ -47,6 +52,7 @@ export class CertificateChecks {
   readonly #log: Logger | undefined;
   readonly #verifier = new SignatureVerifier();
   readonly #shared = new Map<string, ChainHealth>();
+  readonly #local = new Lru<TrustAnchors>(MAX_LOCAL_ANCHOR_SETS);
   #anchors: TrustAnchors | undefined;
 
   constructor(config: ChecksConfig, cache: ParseCache, log?: Logger) {
@@ -118,8 +124,23 @@ export class CertificateChecks {
     return out;
   }
 
-  /** The CA certificates beside a bundle (a Secret's ca.crt, a kubeconfig's cluster CAs); unreadable inputs are no anchors. */
+  /**
+   * The CA certificates beside a bundle (a Secret's ca.crt, a kubeconfig's cluster CAs); unreadable
+   * inputs are no anchors. Remembered by content: thousands of Secrets carry the same ca.crt.
+   */
   #localAnchors(inputs: readonly Uint8Array[]): TrustAnchors {
+    const hash = createHash("sha256");
+    for (const bytes of inputs) hash.update(bytes).update("\0");
+    const id = hash.digest("base64");
+    let anchors = this.#local.get(id);
+    if (!anchors) {
+      anchors = this.#readAnchors(inputs);
+      this.#local.set(id, anchors);
+    }
+    return anchors;
+  }
+
+  #readAnchors(inputs: readonly Uint8Array[]): TrustAnchors {
     const certificates: ChainCertificate[] = [];
     for (const bytes of inputs) {
       try {
