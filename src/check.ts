@@ -2,7 +2,7 @@ import type { ScanFailure } from "./app.js";
 import { EXIT_CODES } from "./exit-codes.js";
 import type { Inventory } from "./inventory.js";
 import type { SourceKind } from "./model.js";
-import { countOf, DEFAULT_THRESHOLDS, selectCertificates, selectErrors, visibleText, type CertificateRow } from "./report.js";
+import { countOf, DEFAULT_THRESHOLDS, selectCertificates, selectErrors, selectHealthProblems, visibleText, type CertificateRow } from "./report.js";
 
 export interface CheckReport {
   output: string;
@@ -59,7 +59,10 @@ export function checkReport(inventory: Inventory, options: CheckOptions, now = D
   const expiringCount = certs.filter(expiring).length;
   const scanFailures = options.scanFailures ?? [];
   const unscanned = [...scanFailures, ...refusedSources(inventory).filter((refused) => !scanFailures.some((failure) => failure.source === refused.source))];
-  const failing = expiringCount > 0 || stateCounts.not_yet_valid > 0 || (options.failOnReadErrors && errors.length > 0);
+  const problems = selectHealthProblems(inventory, now);
+  // A key that is not the certificate's, or a broken chain, fails clients today; a key that cannot be compared is shown only.
+  const broken = problems.filter((p) => p.keyPair === "mismatch" || p.chain !== undefined).length;
+  const failing = expiringCount > 0 || stateCounts.not_yet_valid > 0 || broken > 0 || (options.failOnReadErrors && errors.length > 0);
   const exitCode = unscanned.length > 0 ? EXIT_CODES.unscanned : failing ? EXIT_CODES.failed : EXIT_CODES.ok;
 
   if (options.format === "json") {
@@ -80,6 +83,7 @@ export function checkReport(inventory: Inventory, options: CheckOptions, now = D
         superseded: r.superseded,
       })),
       ...errors.map((e) => ({ type: "error", ...e })),
+      ...problems.map((p) => ({ type: "health", ...p })),
     ];
     return { output: `${JSON.stringify(items, null, 2)}\n`, exitCode, unscanned };
   }
@@ -92,8 +96,11 @@ export function checkReport(inventory: Inventory, options: CheckOptions, now = D
   if (errors.length) {
     output += `\n${formatTable(["SOURCE", "LOCATION", "REASON"], errors.map((e) => [e.source, locationText(e), e.reason]))}\n`;
   }
+  if (problems.length) {
+    output += `\n${formatTable(["SOURCE", "LOCATION", "PRIVATE KEY", "CHAIN"], problems.map((p) => [p.source, locationText(p), p.keyPair ?? "", p.chain ?? ""]))}\n`;
+  }
   output +=
     `\n${countOf(certs.length, "certificate")}, ${expiringCount} expired or expiring within ${countOf(options.warnDays, "day")}, ` +
-    `${stateCounts.not_yet_valid} not yet valid, ${countOf(errors.length, "error")}.\n`;
+    `${stateCounts.not_yet_valid} not yet valid, ${countOf(errors.length, "error")}, ${broken} with a mismatched key or a broken chain.\n`;
   return { output, exitCode, unscanned };
 }

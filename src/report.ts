@@ -1,8 +1,10 @@
-/** The certificate and read-error rows, and their states, that the status page and `check` both report. */
+/** The certificate, read-error and key/chain rows, and their states, that the status page and `check` report. */
+import { problemAt, type ChainProblem } from "./certs/chain.js";
+import type { KeyPairStatus } from "./certs/private-key.js";
 import type { CertRecord } from "./certs/record.js";
 import type { ReadErrorReason } from "./errors.js";
 import type { Inventory } from "./inventory.js";
-import { failureReason, type LocationEntry, type SourceKind } from "./model.js";
+import { failureReason, type Location, type LocationEntry, type SourceKind } from "./model.js";
 
 const SECONDS_PER_DAY = 86_400;
 
@@ -198,7 +200,7 @@ export function selectCertificates(
 }
 
 /** By location, comparing code units: the same order on every machine, whatever its locale. */
-function byLocation(a: ErrorRow, b: ErrorRow): number {
+function byLocation(a: Location, b: Location): number {
   for (const field of ["source", "namespace", "name", "key"] as const) {
     if (a[field] !== b[field]) return a[field] < b[field] ? -1 : 1;
   }
@@ -223,6 +225,31 @@ export function selectErrors(inventory: Inventory, options: { filter?: LocationF
     selection.offer({ source, namespace, name, key, reason });
   }
   return { rows: selection.sorted().slice(window.skip), matching };
+}
+
+/** A presented location whose key or chain is not healthy (src/checks.ts). */
+export interface HealthProblemRow {
+  source: SourceKind;
+  namespace: string;
+  name: string;
+  key: string;
+  /** The private key's status, when it is not `match`. */
+  keyPair?: KeyPairStatus;
+  /** The chain's problem now, when it is not `none`. */
+  chain?: ChainProblem;
+}
+
+/** Presented locations with a key that is not `match` or a chain problem, sorted by location. */
+export function selectHealthProblems(inventory: Inventory, now: number): HealthProblemRow[] {
+  const rows: HealthProblemRow[] = [];
+  for (const entry of inventory.entries()) {
+    const chain = entry.chain && problemAt(entry.chain, now);
+    const keyPair = entry.keyPair !== "match" ? entry.keyPair : undefined;
+    if (keyPair === undefined && (chain === undefined || chain === "none")) continue;
+    const { source, namespace, name, key } = entry.location;
+    rows.push({ source, namespace, name, key, ...(keyPair ? { keyPair } : {}), ...(chain && chain !== "none" ? { chain } : {}) });
+  }
+  return rows.sort(byLocation);
 }
 
 /** "1 certificate", "2 certificates", "0 errors". */

@@ -48,7 +48,7 @@ t.test("check exits 0 when nothing is due and prints a table soonest first", asy
   t.match(lines[0], /^DAYS LEFT\s+STATE\s+SOURCE\s+LOCATION\s+INDEX\s+SUBJECT CN\s+NOT AFTER$/);
   t.match(lines[1], /^100\.0\s+ok\s+file\s+\S+sooner\.pem\s+0\s+sooner\.test\s+\d{4}-/);
   t.match(lines[2], /^300\.0\s+ok\s+file\s+\S+later\.pem/);
-  t.match(result.stdout, "\n2 certificates, 0 expired or expiring within 28 days, 0 not yet valid, 0 errors.\n");
+  t.match(result.stdout, "\n2 certificates, 0 expired or expiring within 28 days, 0 not yet valid, 0 errors, 0 with a mismatched key or a broken chain.\n");
 });
 
 t.test("check exits 1 when a certificate expires within --warn-days or has expired", async (t) => {
@@ -88,7 +88,7 @@ t.test("a certificate not valid yet has its own state and is due, whatever its d
   t.equal(table.code, 1, "a certificate that fails today fails the check");
   t.match(table.stdout, /^100\.0\s+ok\s+file\s+\S+valid\.pem/m);
   t.match(table.stdout, /^200\.0\s+not_yet_valid\s+file\s+\S+future\.pem\s+0\s+future\.test/m);
-  t.match(table.stdout, "\n2 certificates, 0 expired or expiring within 28 days, 1 not yet valid, 0 errors.\n");
+  t.match(table.stdout, "\n2 certificates, 0 expired or expiring within 28 days, 1 not yet valid, 0 errors, 0 with a mismatched key or a broken chain.\n");
   const json = JSON.parse(future.stdout) as Record<string, unknown>[];
   t.match(json, [{ type: "certificate", subjectCN: "future.test", state: "not_yet_valid" }]);
   t.ok(Date.parse(json[0]?.notBefore as string) > Date.now(), "notBefore is ahead");
@@ -107,7 +107,7 @@ t.test("read errors fail check unless --ignore-read-errors; --fail-on-error is s
   ]);
   t.equal(plain.code, 1, "an unreadable file fails the check");
   t.match(plain.stdout, /file\s+\S+garbage\.pem\s+not_pem_or_der/);
-  t.match(plain.stdout, "\n1 certificate, 0 expired or expiring within 28 days, 0 not yet valid, 1 error.\n", "counts in the singular");
+  t.match(plain.stdout, "\n1 certificate, 0 expired or expiring within 28 days, 0 not yet valid, 1 error, 0 with a mismatched key or a broken chain.\n", "counts in the singular");
   t.match(oneDay.stdout, "expiring within 1 day,");
   t.equal(ignoring.code, 0, "the old behaviour, on request");
   t.match(ignoring.stdout, /garbage\.pem\s+not_pem_or_der/, "still listed");

@@ -11,6 +11,7 @@ import { ParseCache } from "../src/certs/cache.js";
 import { keyPairStatus, MAX_PRIVATE_KEY_BYTES, type KeyPairStatus } from "../src/certs/private-key.js";
 import { signedParts } from "../src/certs/signed-parts.js";
 import { parseCertificates } from "../src/certs/parse.js";
+import { checkReport } from "../src/check.js";
 import { CertificateChecks } from "../src/checks.js";
 import { validateConfig } from "../src/config.js";
 import { Health } from "../src/health.js";
@@ -178,4 +179,30 @@ t.test("files: a group's privateKey path, read at every scan", async (t) => {
   t.equal(status(server.cert), "mismatch", "a key changed apart from its certificate");
   const body = Buffer.concat(await new MetricsRenderer(inventory, health).renderCertificates(Date.now() / 1000)).toString();
   t.match(body, `cert_private_key_status{source="file",namespace="",name="${server.cert}",key="",status="mismatch"} 1`);
+});
+
+t.test("check: a mismatched key or a broken chain fails the pipeline; a key that cannot be compared is listed only", async (t) => {
+  const pki = new OpensslPki(t);
+  const root = pki.root("root", "Check Root");
+  const good = pki.issue("good", "good.example", root);
+  const swapped = pki.issue("swapped", "swapped.example", root);
+  writeFileSync(swapped.key, readFileSync(pki.key("stray")));
+  const run = async (paths: string[]) => {
+    const config = validateConfig({ sources: { files: [{ paths, privateKey: "{dir}/{stem}.key" }] }, checks: { trustBundles: [root.cert] } });
+    const inventory = new Inventory();
+    const cache = new ParseCache(100);
+    const ctx = new SourceContext(inventory, cache, new Health(inventory), createLogger("silent"), { checks: new CertificateChecks(config.checks, cache) });
+    await new FileSource(config.sources.files, { intervalSeconds: 60, maxFileSize: 1 << 20 }, ctx).scanOnce();
+    return checkReport(inventory, { warnDays: 7, format: "table", failOnReadErrors: true });
+  };
+  const healthy = await run([good.cert]);
+  t.equal(healthy.exitCode, 0, healthy.output);
+  const mismatched = await run([good.cert, swapped.cert]);
+  t.equal(mismatched.exitCode, 1, "a mismatched key fails");
+  t.match(mismatched.output, /swapped\.crt\s+mismatch/);
+  t.match(mismatched.output, "1 with a mismatched key or a broken chain.");
+  writeFileSync(pki.path("lonely.crt"), good.pem);
+  const missing = await run([pki.path("lonely.crt")]);
+  t.equal(missing.exitCode, 0, "a missing key is listed, not failed");
+  t.match(missing.output, /lonely\.crt\s+missing/);
 });
