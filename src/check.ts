@@ -60,8 +60,9 @@ export function checkReport(inventory: Inventory, options: CheckOptions, now = D
   const scanFailures = options.scanFailures ?? [];
   const unscanned = [...scanFailures, ...refusedSources(inventory).filter((refused) => !scanFailures.some((failure) => failure.source === refused.source))];
   const problems = selectHealthProblems(inventory, now);
-  // A key that is not the certificate's, or a broken chain, fails clients today; a key that cannot be compared is shown only.
-  const broken = problems.filter((p) => p.keyPair === "mismatch" || p.chain !== undefined).length;
+  // A key that is not the certificate's, or a broken chain, fails clients today; a key that cannot be
+  // compared, or a self-signed certificate (trusted by pinning), is shown only.
+  const broken = problems.filter((p) => p.keyPair === "mismatch" || (p.chain !== undefined && p.chain !== "self_signed")).length;
   const failing = expiringCount > 0 || stateCounts.not_yet_valid > 0 || broken > 0 || (options.failOnReadErrors && errors.length > 0);
   const exitCode = unscanned.length > 0 ? EXIT_CODES.unscanned : failing ? EXIT_CODES.failed : EXIT_CODES.ok;
 

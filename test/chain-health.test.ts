@@ -71,6 +71,7 @@ t.test("every problem from a bundle built to have it", async (t) => {
   t.equal(problem(checks, bundle(leaf, intermediate, root)), "untrusted_root", "a self-signed end that no anchor holds");
   t.equal(problem(checks, bundle(leaf, intermediate, other), root.pem), "unrelated_certificate", "a certificate outside the chain");
   t.equal(problem(checks, bundle(root), root.pem), "none", "a CA bundle of its own root");
+  t.equal(problem(checks, bundle(root)), "self_signed", "a self-signed certificate alone, held by no anchor");
 
   // ca.crt holds a root with the right name and another key: the chain cannot be completed.
   const rekeyed = pki.root("rekeyed", "Test Root");
@@ -94,7 +95,7 @@ t.test("trust anchors: a configured trust bundle, Node's public roots, and none"
 
   const publicRoot = rootCertificates[0]!;
   t.equal(problem(checker({ publicRoots: true }), publicRoot), "none", "a public root is anchored by Node's store");
-  t.equal(problem(checker({ publicRoots: false }), publicRoot), "untrusted_root", "and not without it");
+  t.equal(problem(checker({ publicRoots: false }), publicRoot), "self_signed", "and not without it");
   t.equal(problem(checker({ chains: false }), bundle(leaf)), undefined, "chains: false checks nothing");
 });
 

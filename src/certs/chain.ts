@@ -14,6 +14,7 @@ export const CHAIN_PROBLEMS = [
   "signature_mismatch",
   "missing_intermediate",
   "untrusted_root",
+  "self_signed",
   "unrelated_certificate",
   "expired_link",
 ] as const;
@@ -108,7 +109,8 @@ export function assessChain(bundle: readonly ChainCertificate[], anchors: readon
     if (cert.record.issuer === cert.record.subject && verifier.signedBy(cert, cert)) {
       // A self-signed end: trusted when an anchor holds its name and key.
       const anchor = issuerAmong(cert, anchorsNamed(anchors, cert.record.subject), verifier);
-      if (!anchor || !("issuer" in anchor)) return end("untrusted_root");
+      // A self-signed leaf is trusted by pinning, which no bundle shows: its own problem, not paged.
+      if (!anchor || !("issuer" in anchor)) return end(at === 0 ? "self_signed" : "untrusted_root");
       if (at > 0) link(anchor.issuer);
       break;
     }
