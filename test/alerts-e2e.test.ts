@@ -31,7 +31,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t, { type Test } from "tap";
 import YAML from "yaml";
-import { makeCert, makeChain } from "../scripts/certgen.js";
+import { makeCert, makeChain, privateKeyPem } from "../scripts/certgen.js";
 import { ROOT, RULES_SOURCE } from "../scripts/gen-artifacts.js";
 import { CERTIFICATE_FAMILY_NAMES, DEFAULT_SELECTION, REQUIRED_FAMILIES, type SeriesSelection } from "../src/series-selection.js";
 import { allPanels, readDashboards, substituteVariables } from "./helpers/grafana.js";
@@ -132,13 +132,35 @@ async function endToEnd(t: Test, metrics: SeriesSelection): Promise<void> {
     await write("healthy-chain.pem", chain.leaf.pem + chain.intermediate.pem + chain.root.pem),
   ];
 
+  // Presented certificates (a group with a private key path): one whose key is another's, one whose
+  // bundle is out of order, one healthy and one self-signed; the last two raise nothing.
+  const presented = join(dir, "presented");
+  await mkdir(presented);
+  const put = async (stem: string, pem: string, key: string): Promise<string> => {
+    await writeFile(join(presented, `${stem}.key`), key);
+    await writeFile(join(presented, `${stem}.crt`), pem);
+    return join(presented, `${stem}.crt`);
+  };
+  const presentedChain = await makeChain("presented.e2e.test", 80);
+  const stranger = await makeCert({ cn: "stranger.e2e.test", key: "rsa-2048" });
+  const mismatched = await put("mismatched", presentedChain.leaf.pem + presentedChain.intermediate.pem, await privateKeyPem(stranger));
+  const reversed = await put("reversed", presentedChain.intermediate.pem + presentedChain.leaf.pem, await privateKeyPem(presentedChain.leaf));
+  await put("healthy", presentedChain.leaf.pem + presentedChain.intermediate.pem, await privateKeyPem(presentedChain.leaf));
+  const selfSigned = await makeCert({ cn: "self-signed.e2e.test", notBeforeDays: -1, notAfterDays: 89 });
+  await put("self-signed", selfSigned.pem, await privateKeyPem(selfSigned));
+  const trustBundle = join(dir, "trust.pem");
+  await writeFile(trustBundle, presentedChain.root.pem);
+
   await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
   const receiverPort = (receiver.address() as AddressInfo).port;
 
   // --- exporter ------------------------------------------------------------------------------
   const exporterPort = await freePort();
   const exporterConfig = join(dir, "exporter.yml");
-  await writeFile(exporterConfig, YAML.stringify({ metrics }));
+  await writeFile(
+    exporterConfig,
+    YAML.stringify({ metrics, checks: { publicRoots: false, trustBundles: [trustBundle] }, sources: { files: [{ paths: [join(presented, "*.crt")], privateKey: "{dir}/{stem}.key" }] } }),
+  );
   const exporter = start("exporter", ...plainNode([
     "--import",
     "tsx",
@@ -228,6 +250,8 @@ async function endToEnd(t: Test, metrics: SeriesSelection): Promise<void> {
     [`CertificateNotYetValid | ${future} | warning`, { subject_cn: "future.e2e.test", source: "file" }],
     [`CertificateReadErrors | ${broken} | warning`, { reason: "not_pem_or_der", source: "file" }],
     [`CACertificateExpiringSoon | Copied Intermediate CA | warning`, { subject_cn: "Copied Intermediate CA", ca: "true" }],
+    [`CertificatePrivateKeyMismatch | ${mismatched} | critical`, { status: "mismatch", source: "file" }],
+    [`CertificateChainProblem | ${reversed} | warning`, { problem: "wrong_order", source: "file" }],
   ]);
   const firing = (): Map<string, WebhookAlert> => new Map(received.filter((alert) => alert.status === "firing").map((alert) => [key(alert), alert]));
   const receivedAll = async (): Promise<boolean> => [...expected.keys()].every((k) => firing().has(k));
