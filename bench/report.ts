@@ -6,6 +6,8 @@ export interface BenchRow {
   baseline?: string;
   /** Lowest and highest of the runs `value` is the median of. */
   range?: [number, number];
+  /** The 90th percentile of those runs (nearest rank). */
+  p90?: number;
 }
 
 function formatValue(value: number): string {
@@ -20,7 +22,8 @@ export function printTable(title: string, rows: BenchRow[]): void {
     const base = r.baseline === undefined ? undefined : byName.get(r.baseline);
     const ratio = base && base.value > 0 && base.unit === r.unit ? `${(r.value / base.value).toFixed(2)}x ${base.name}` : "";
     const range = r.range ? `(${formatValue(r.range[0])}–${formatValue(r.range[1])})` : "";
-    return [r.name, formatValue(r.value), r.unit, [range, ratio].filter(Boolean).join("  ")];
+    const p90 = r.p90 === undefined ? "" : `p90 ${formatValue(r.p90)}`;
+    return [r.name, formatValue(r.value), r.unit, [p90, range, ratio].filter(Boolean).join("  ")];
   });
   const widths = [0, 1, 2].map((i) => Math.max(...lines.map((l) => l[i]!.length), 0));
   console.log(`\n${title}`);

@@ -2,6 +2,7 @@
  * `npm run bench`: every benchmark, each next to its baseline measured in the same run.
  * `npm run bench -- parse render` runs only the named ones.
  */
+import { loadavg } from "node:os";
 import { benchConfigMaps, CONFIGMAPS_TITLE } from "./configmaps.js";
 import { benchEndpoints } from "./endpoints.js";
 import { benchHostile } from "./hostile.js";
@@ -30,8 +31,11 @@ if (unknown.length) {
   console.error(`unknown benchmark: ${unknown.join(", ")}; choose from ${Object.keys(BENCHES).join(", ")}`);
   process.exit(2);
 }
-console.log(`Node ${process.version}, ${new Date().toISOString()}`);
+/** The machine's load averages (1, 5, 15 minutes): other load moves wall times, so every table is read with them. */
+const load = (): string => `load average ${loadavg().map((l) => l.toFixed(2)).join(", ")}`;
+console.log(`Node ${process.version}, ${new Date().toISOString()}, ${load()}`);
 for (const [name, bench] of Object.entries(BENCHES)) {
   if (wanted.length && !wanted.includes(name)) continue;
   printTable(bench.title, await bench.run());
+  console.log(`${load()} at the end of ${name}, ${new Date().toISOString()}`);
 }

@@ -2,9 +2,11 @@ import { isDeepStrictEqual } from "node:util";
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import { ParseCache } from "./certs/cache.js";
 import { CertificateChecks } from "./checks.js";
-import { ConfigError, type Config } from "./config.js";
+import type { Config } from "./config.js";
+import { ConfigError } from "./errors.js";
 import { DecodePool } from "./decode-pool.js";
-import { Health } from "./health.js";
+import type { Health } from "./health.js";
+import { HealthState } from "./health-state.js";
 import { Inventory } from "./inventory.js";
 import type { SourceKind } from "./model.js";
 import { createLogger, type Logger } from "./log.js";
@@ -71,11 +73,14 @@ export interface Reconfiguration {
   restartRequired: string[];
 }
 
-/** Everything one exporter process holds: the inventory, its sources and what they share. */
-export class Exporter {
+/**
+ * Everything one exporter process holds: the inventory, its sources and what they share. `H` is the
+ * sources' health: with the exporter's own metrics (Health) to serve, without (HealthState) to scan once.
+ */
+export class Exporter<H extends HealthState = Health> {
   readonly log: Logger;
   readonly inventory: Inventory;
-  readonly health: Health;
+  readonly health: H;
   /**
    * A context for one source: the shared inventory, parse cache, health and decode pool, and state
    * of its own (what it logged, what it was refused), which goes with it when a reload replaces it.
@@ -92,11 +97,20 @@ export class Exporter {
   /** The reconfiguration under way: the next one, and close(), wait for it. */
   #reconfiguring: Promise<unknown> = Promise.resolve();
 
-  /** Builds the exporter and the sources its configuration turns on. */
+  /** Builds the exporter and the sources its configuration turns on, with its own metrics (prom-client, loaded here) to serve. */
   static async create(config: Config, log: Logger = createLogger(config.logLevel, config.logFormat), web?: WebConfig): Promise<Exporter> {
-    config = await withWeb(config, web);
+    const { Health } = await import("./health.js");
+    return Exporter.#build(await withWeb(config, web), log, web, (inventory) => new Health(inventory));
+  }
+
+  /** The same without metrics, for a one-off scan (`check`), which serves nothing: it starts without prom-client. */
+  static forScan(config: Config, log: Logger = createLogger(config.logLevel, config.logFormat)): Promise<Exporter<HealthState>> {
+    return Exporter.#build(config, log, undefined, () => new HealthState());
+  }
+
+  static async #build<H extends HealthState>(config: Config, log: Logger, web: WebConfig | undefined, newHealth: (inventory: Inventory) => H): Promise<Exporter<H>> {
     const inventory = new Inventory();
-    const health = new Health(inventory);
+    const health = newHealth(inventory);
     const { limits } = config;
     const cache = new ParseCache(limits.parseCacheEntries, { maxCertificates: limits.maxCertificatesPerLocation, maxLabelValueLength: limits.maxLabelValueLength });
     const decoder = new DecodePool({ timeoutMs: limits.parseTimeout * 1000 });
@@ -109,7 +123,7 @@ export class Exporter {
 
   private constructor(
     config: Config,
-    shared: Pick<Exporter, "log" | "inventory" | "health"> & { newContext: () => SourceContext },
+    shared: Pick<Exporter<H>, "log" | "inventory" | "health"> & { newContext: () => SourceContext },
     sources: Map<SourceSlot, Source>,
     decoder: DecodePool,
     web: WebConfig | undefined,
@@ -138,12 +152,11 @@ export class Exporter {
   async scanOnce(): Promise<ScanFailure[]> {
     const sources = this.sources;
     const outcomes = await Promise.allSettled(sources.map((source) => source.scanOnce()));
-    const up = new Map((await this.health.sourceUp.get()).values.map(({ labels, value }) => [labels.source, value]));
     return sources.flatMap((source, i): ScanFailure[] => {
       const outcome = outcomes[i];
       if (outcome?.status === "rejected") return [{ source: source.name, message: outcome.reason instanceof Error ? outcome.reason.message : String(outcome.reason) }];
       // A polled source logs its own failure and marks itself down.
-      return source.healthSources().every((name) => up.get(name) === 1) ? [] : [{ source: source.name, message: "its scan failed" }];
+      return source.healthSources().every((name) => this.health.isUp(name)) ? [] : [{ source: source.name, message: "its scan failed" }];
     });
   }
 
@@ -152,7 +165,7 @@ export class Exporter {
    * `plugins` add routes to the server before it listens. A listen address that cannot be used is a
    * ConfigError.
    */
-  async serve(plugins: readonly FastifyPluginAsync[] = []): Promise<string> {
+  async serve(this: Exporter<Health>, plugins: readonly FastifyPluginAsync[] = []): Promise<string> {
     const { listen, http, limits } = this.#config;
     // Fastify and the renderer load here, so that `check` never loads them.
     const { buildServer } = await import("./server.js");

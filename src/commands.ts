@@ -1,7 +1,9 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { checkReport } from "./check.js";
 import { DEFAULT_THRESHOLDS } from "./report.js";
-import { ConfigError, loadConfig, type ConfigOverrides } from "./config.js";
+import type { Config } from "./config.js";
+import { configWithoutFile, type ConfigOverrides } from "./config-overrides.js";
+import { ConfigError } from "./errors.js";
 import { EXIT_CODES, type ExitCode } from "./exit-codes.js";
 import { parseListenAddress, type ListenAddress } from "./listen-address.js";
 import { VERSION } from "./version.js";
@@ -21,6 +23,14 @@ const PROGRAM_OPTIONS = new Set(["-h", "--help", "-V", "--version"]);
 /** The exporter itself loads only once a command runs, so usage and config errors answer at once. */
 const loadApp = () => import("./app.js");
 const loadReload = () => import("./reload.js");
+
+/**
+ * The configuration file with the overrides, validated. The schema and zod load only for a file, or
+ * for an override out of bounds: without a file, the defaults with the overrides are the configuration.
+ */
+async function loadCommandConfig(path: string | undefined, overrides: ConfigOverrides): Promise<Config> {
+  return (path ? undefined : configWithoutFile(overrides)) ?? (await import("./config.js")).loadConfig(path, overrides);
+}
 
 /** One line on stderr per line of `message`, each naming the program. */
 function complain(message: string): void {
@@ -132,8 +142,8 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
   };
   process.on("SIGHUP", () => onSighup());
   const listen = listenOverrides(command, process.env);
-  const load = () => loadConfig(options.config, { ...overrides(options), ...listen.overrides });
-  const config = load();
+  const load = () => loadCommandConfig(options.config, { ...overrides(options), ...listen.overrides });
+  const config = await load();
   const webConfigFile = options["web.config.file"];
   const web = webConfigFile === undefined ? undefined : (await import("./web-config.js")).loadWebConfig(webConfigFile);
   const [{ Exporter }, { ConfigReloader, reloadRoute }] = await Promise.all([loadApp(), loadReload()]);
@@ -177,9 +187,9 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
 
 async function check(options: CheckOptions): Promise<ExitCode> {
   // Validated with the file's own logLevel, as `serve` would; check's quieter default applies after.
-  const config = loadConfig(options.config, overrides(options));
+  const config = await loadCommandConfig(options.config, overrides(options));
   const { Exporter } = await loadApp();
-  const exporter = await Exporter.create({ ...config, logLevel: options.logLevel === undefined ? CHECK_LOG_LEVEL : config.logLevel });
+  const exporter = await Exporter.forScan({ ...config, logLevel: options.logLevel === undefined ? CHECK_LOG_LEVEL : config.logLevel });
   let scanFailures;
   try {
     if (exporter.sources.length === 0) throw new ConfigError("nothing to check: no source is configured; give --file, --kubeconfig-file or a configuration file with sources");

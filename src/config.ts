@@ -1,14 +1,17 @@
 import { z } from "zod";
+import { DEFAULT_CA_BUNDLE_KIND, DEFAULT_CONFIG as D, DEFAULT_NAMESPACE_SELECTION, DEFAULT_PRESENTED, LOG_FORMATS, LOG_LEVELS, MAX_CONTEXT_LENGTH, MAX_HOST_LENGTH, MAX_PATH_LENGTH, MAX_PATHS_PER_GROUP, MAX_PORT } from "./config-defaults.js";
 import { CertReadError, ConfigError } from "./errors.js";
 import { HOST_GLOB, parseCidr } from "./probe/allow-list.js";
 import { PROBE_PROTOCOLS } from "./probe/protocols.js";
 import { parseProxyUrl } from "./probe/proxy.js";
 import { readFileBounded } from "./read-bounded.js";
-import { CERTIFICATE_FAMILY_NAMES, DEFAULT_FAMILIES, OPTIONAL_INFO_LABELS, REQUIRED_FAMILIES } from "./series-selection.js";
+import { CERTIFICATE_FAMILY_NAMES, OPTIONAL_INFO_LABELS, REQUIRED_FAMILIES } from "./series-selection.js";
 import { YamlError, loadYaml } from "./yaml.js";
+import { mergeOverrides, type ConfigOverrides } from "./config-overrides.js";
 
 /** Thrown for every configuration problem (src/errors.ts); re-exported for the callers that load the configuration anyway. */
 export { ConfigError };
+export type { ConfigOverrides };
 
 /** The configuration file is read up to this size; a real one is a few KiB. */
 export const MAX_CONFIG_FILE_BYTES = 256 * 1024;
@@ -81,12 +84,12 @@ const MINUTE = 60;
 const HOUR = 3600;
 const DAY = 86400;
 
-/** A configured path or glob; long enough for any real path, short enough to bound matching. */
-const pathPattern = z.string().min(1).max(4096);
+/** A configured path or glob. */
+const pathPattern = z.string().min(1).max(MAX_PATH_LENGTH);
 
 const pathGroup = z.strictObject({
   /** Paths or globs; `~` is the home folder. */
-  paths: z.array(pathPattern).min(1).max(1000),
+  paths: z.array(pathPattern).min(1).max(MAX_PATHS_PER_GROUP),
   exclude: z.array(pathPattern).max(1000).default([]),
   /** Where each certificate file's private key is: `{dir}` and `{stem}` (the file name without its extension) are filled in. */
   privateKey: pathPattern.optional(),
@@ -101,7 +104,7 @@ const pathGroup = z.strictObject({
  */
 const shard = z
   .strictObject({
-    count: z.number().int().min(1).max(1024).default(1),
+    count: z.number().int().min(1).max(1024).default(D.shard.count),
     index: z.number().int().min(0).optional(),
   })
   .refine((s) => s.index === undefined || s.index < s.count, { message: "must be below shard.count", path: ["index"] });
@@ -185,24 +188,22 @@ const kubernetes = z.strictObject({
   /** A kubeconfig file; default KUBECONFIG, then the in-cluster service account, then ~/.kube/config. */
   kubeconfig: pathPattern.optional(),
   /** A kubeconfig context other than the current one. */
-  context: z.string().min(1).max(1024).optional(),
+  context: z.string().min(1).max(MAX_CONTEXT_LENGTH).optional(),
   /** Objects per LIST page. */
-  pageSize: z.number().int().min(1).max(10_000).default(500),
+  pageSize: z.number().int().min(1).max(10_000).default(D.kubernetes.pageSize),
   /** A LIST page larger than this is asked for again with half as many objects: it is held and parsed at once. */
-  // 8 MiB: at 32 MiB, a list of large ConfigMaps held the exporter at its 384 MiB memory limit
-  // (docs/benchmarks.md); a page of 500 Secrets of a few KiB is far below either.
-  maxPageBytes: size(MiB, 256 * MiB).default(8 * MiB),
+  maxPageBytes: size(MiB, 256 * MiB).default(D.kubernetes.maxPageBytes),
   /** Full relist that reconciles anything a watch missed. */
-  resyncInterval: duration(0.5, DAY).default(1800),
+  resyncInterval: duration(0.5, DAY).default(D.kubernetes.resyncInterval),
   /** A watch without any event or bookmark for this long is restarted. */
-  watchTimeout: duration(1, HOUR).default(300),
+  watchTimeout: duration(1, HOUR).default(D.kubernetes.watchTimeout),
   /** One LIST page request that takes longer is aborted and retried. */
-  requestTimeout: duration(1, 10 * MINUTE).default(60),
+  requestTimeout: duration(1, 10 * MINUTE).default(D.kubernetes.requestTimeout),
   /** Retry delays after a failed request: exponential from `initial` up to `max`, with jitter. */
   backoff: z
     .strictObject({
-      initial: duration(0.01, MINUTE).default(1),
-      max: duration(0.1, HOUR).default(300),
+      initial: duration(0.01, MINUTE).default(D.kubernetes.backoff.initial),
+      max: duration(0.1, HOUR).default(D.kubernetes.backoff.max),
     })
     .prefault({})
     .refine((b) => b.max >= b.initial, { message: "must not be below backoff.initial", path: ["max"] }),
@@ -218,9 +219,6 @@ const presentedKey = z.strictObject({
   privateKey: dataKey.optional(),
   ca: dataKey.optional(),
 });
-
-/** The kubernetes.io/tls layout, which cert-manager and every Ingress controller use. */
-const DEFAULT_PRESENTED = [{ certificate: "tls.crt", privateKey: "tls.key", ca: "ca.crt" }];
 
 const secretRule = z
   .strictObject({
@@ -248,9 +246,9 @@ const secretRule = z
 const namespaceSelection = z
   .strictObject({
     /** Names or globs; empty: every namespace. Only literal names: one list-and-watch per namespace. */
-    include: z.array(z.string().min(1).max(253)).max(10_000).default([]),
+    include: z.array(z.string().min(1).max(253)).max(10_000).default(DEFAULT_NAMESPACE_SELECTION.include),
     /** Names or globs, applied after include. */
-    exclude: z.array(z.string().min(1).max(253)).max(10_000).default([]),
+    exclude: z.array(z.string().min(1).max(253)).max(10_000).default(DEFAULT_NAMESPACE_SELECTION.exclude),
   })
   .prefault({});
 
@@ -258,20 +256,20 @@ const namespaceSelection = z
 const labelSelector = z.string().min(1).max(4096);
 
 const secrets = z.strictObject({
-  enabled: z.boolean().default(false),
+  enabled: z.boolean().default(D.sources.secrets.enabled),
   namespaces: namespaceSelection,
   labelSelector: labelSelector.optional(),
   /** The first rule whose type and key glob match a data key decides how it is read. */
-  rules: z.array(secretRule).min(1).max(100).default([{ type: "kubernetes.io/tls", keys: ["tls.crt", "ca.crt"], format: "auto", presented: DEFAULT_PRESENTED }]),
+  rules: z.array(secretRule).min(1).max(100).default(D.sources.secrets.rules),
 });
 
 /** ConfigMaps: CA bundles (kube-root-ca.crt, trust-manager targets) and certificates kept as configuration. */
 const configMaps = z.strictObject({
-  enabled: z.boolean().default(false),
+  enabled: z.boolean().default(D.sources.configMaps.enabled),
   namespaces: namespaceSelection,
   labelSelector: labelSelector.optional(),
   /** Keys of `data` and `binaryData` to read; globs. */
-  keys: z.array(z.string().min(1).max(253)).min(1).max(100).default(["*.crt", "*.pem"]),
+  keys: z.array(z.string().min(1).max(253)).min(1).max(100).default(D.sources.configMaps.keys),
 });
 
 /**
@@ -281,8 +279,8 @@ const configMaps = z.strictObject({
  */
 const caBundleKind = z
   .strictObject({
-    enabled: z.boolean().default(false),
-    probe: z.boolean().default(false),
+    enabled: z.boolean().default(DEFAULT_CA_BUNDLE_KIND.enabled),
+    probe: z.boolean().default(DEFAULT_CA_BUNDLE_KIND.probe),
     labelSelector: labelSelector.optional(),
   })
   .prefault({});
@@ -297,13 +295,13 @@ const caBundles = z.strictObject({
 
 /** CertificateSigningRequests: the certificates they were issued (`status.certificate`). */
 const csrs = z.strictObject({
-  enabled: z.boolean().default(false),
+  enabled: z.boolean().default(D.sources.csrs.enabled),
   labelSelector: labelSelector.optional(),
   /** Signer names read (globs, e.g. `kubernetes.io/kubelet-serving`); empty: every signer. */
-  signerNames: z.array(z.string().min(1).max(571)).max(100).default([]),
+  signerNames: z.array(z.string().min(1).max(571)).max(100).default(D.sources.csrs.signerNames),
 });
 
-const port = z.number().int().min(1).max(65535);
+const port = z.number().int().min(1).max(MAX_PORT);
 
 /**
  * TLS endpoints found in Kubernetes (src/sources/discovery/), probed like static endpoints. Every
@@ -313,11 +311,11 @@ const discovery = z.strictObject({
   /** `spec.tls[].hosts` of Ingresses, probed at `host:port`, dialling the load-balancer address when the Ingress has one. */
   ingresses: z
     .strictObject({
-      enabled: z.boolean().default(false),
+      enabled: z.boolean().default(D.sources.discovery.ingresses.enabled),
       namespaces: namespaceSelection,
       labelSelector: labelSelector.optional(),
       /** The port probed on each host. */
-      port: port.default(443),
+      port: port.default(D.sources.discovery.ingresses.port),
       /** PEM file of CAs trusted beside the system roots (a private ingress CA). */
       caFile: pathPattern.optional(),
     })
@@ -325,7 +323,7 @@ const discovery = z.strictObject({
   /** Services annotated `cert-expiry-exporter.io/probe: "true"`, probed at `<service>.<namespace>.svc:<port>` through the cluster IP. */
   services: z
     .strictObject({
-      enabled: z.boolean().default(false),
+      enabled: z.boolean().default(D.sources.discovery.services.enabled),
       namespaces: namespaceSelection,
       labelSelector: labelSelector.optional(),
       caFile: pathPattern.optional(),
@@ -334,14 +332,14 @@ const discovery = z.strictObject({
   /** The Kubernetes API server of the client configuration, verified with the kubeconfig's CA. */
   apiServer: z
     .strictObject({
-      enabled: z.boolean().default(false),
+      enabled: z.boolean().default(D.sources.discovery.apiServer.enabled),
     })
     .prefault({}),
   /** The kubelet of every Node, at its InternalIP. */
   kubelets: z
     .strictObject({
-      enabled: z.boolean().default(false),
-      port: port.default(10250),
+      enabled: z.boolean().default(D.sources.discovery.kubelets.enabled),
+      port: port.default(D.sources.discovery.kubelets.port),
       labelSelector: labelSelector.optional(),
       /** PEM file of the kubelet serving CA; without it a self-signed kubelet certificate shows chain_verified 0. */
       caFile: pathPattern.optional(),
@@ -355,102 +353,102 @@ const metrics = z.strictObject({
   certificateFamilies: z
     .array(z.enum(CERTIFICATE_FAMILY_NAMES))
     .max(CERTIFICATE_FAMILY_NAMES.length * 2)
-    .default([...DEFAULT_FAMILIES])
+    .default(D.metrics.certificateFamilies)
     .refine((families) => REQUIRED_FAMILIES.every((name) => families.includes(name)), {
       message: `must include ${REQUIRED_FAMILIES.join(" and ")}: every bundled alert and dashboard reads them`,
     }),
   /** cert_info labels added to the light ones: subject, issuer, sans. */
-  infoLabels: z.array(z.enum(OPTIONAL_INFO_LABELS)).max(OPTIONAL_INFO_LABELS.length * 2).default([]),
+  infoLabels: z.array(z.enum(OPTIONAL_INFO_LABELS)).max(OPTIONAL_INFO_LABELS.length * 2).default(D.metrics.infoLabels),
   /** true: only certificates that are not CAs; "first": only index 0 of each location. Every per-certificate family, cert_superseded included. */
-  leafOnly: z.union([z.boolean(), z.literal("first")], { error: `expected true, false or "first"` }).default(false),
+  leafOnly: z.union([z.boolean(), z.literal("first")], { error: `expected true, false or "first"` }).default(D.metrics.leafOnly),
   /** cert_superseded for a certificate a newer one replaces at its location; false sends none, and every certificate alerts. */
-  markSuperseded: z.boolean().default(true),
+  markSuperseded: z.boolean().default(D.metrics.markSuperseded),
 });
 
 /** Checks beyond the dates (README.md, "Key and chain checks"). */
 const checks = z.strictObject({
   /** Compare each presented certificate with its private key. */
-  privateKeys: z.boolean().default(true),
+  privateKeys: z.boolean().default(D.checks.privateKeys),
   /** Check each presented bundle's chain up to a trust anchor. */
-  chains: z.boolean().default(true),
+  chains: z.boolean().default(D.checks.chains),
   /** The Mozilla root certificates bundled with Node.js are trust anchors. */
-  publicRoots: z.boolean().default(true),
+  publicRoots: z.boolean().default(D.checks.publicRoots),
   /** PEM files whose certificates are trust anchors too (a private root CA). */
-  trustBundles: z.array(pathPattern).max(100).default([]),
+  trustBundles: z.array(pathPattern).max(100).default(D.checks.trustBundles),
 });
 
 export const configSchema = z.strictObject({
   listen: z
     .strictObject({
-      address: z.string().min(1).max(253).default("0.0.0.0"),
-      port: z.number().int().min(0).max(65535).default(9798),
+      address: z.string().min(1).max(MAX_HOST_LENGTH).default(D.listen.address),
+      port: z.number().int().min(0).max(MAX_PORT).default(D.listen.port),
     })
     .prefault({}),
-  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  logFormat: z.enum(["json", "logfmt"]).default("json"),
+  logLevel: z.enum(LOG_LEVELS).default(D.logLevel),
+  logFormat: z.enum(LOG_FORMATS).default(D.logFormat),
   shard: shard.prefault({}),
   metrics: metrics.prefault({}),
   checks: checks.prefault({}),
   intervals: z
     .strictObject({
-      files: duration(1, DAY).default(60),
-      kubeconfigs: duration(1, DAY).default(60),
-      endpoints: duration(1, DAY).default(300),
+      files: duration(1, DAY).default(D.intervals.files),
+      kubeconfigs: duration(1, DAY).default(D.intervals.kubeconfigs),
+      endpoints: duration(1, DAY).default(D.intervals.endpoints),
     })
     .prefault({}),
   /** What one location, one file or one decode may cost: the blast radius of a hostile object. */
   limits: z
     .strictObject({
       /** Larger files are `too_large` and are not read. */
-      maxFileSize: size(KiB, 64 * MiB).default(4 * MiB),
+      maxFileSize: size(KiB, 64 * MiB).default(D.limits.maxFileSize),
       /** Bounded cache of parse results, keyed by content hash; 0 turns it off. */
-      parseCacheEntries: count(0, 1_000_000).default(20000),
+      parseCacheEntries: count(0, 1_000_000).default(D.limits.parseCacheEntries),
       /** A location holding more certificates is `too_many_certificates`. */
-      maxCertificatesPerLocation: count(1, 100_000).default(1000),
+      maxCertificatesPerLocation: count(1, 100_000).default(D.limits.maxCertificatesPerLocation),
       /** Label values longer than this many bytes are cut, with a marker and a hash suffix. */
-      maxLabelValueLength: count(64, 65536).default(1024),
+      maxLabelValueLength: count(64, 65536).default(D.limits.maxLabelValueLength),
       /** Certificate facts (names, SANs, serials) one location may keep; more is `too_large`. */
-      maxBytesPerLocation: size(KiB, 64 * MiB).default(MiB),
+      maxBytesPerLocation: size(KiB, 64 * MiB).default(D.limits.maxBytesPerLocation),
       /** Key-derivation iterations one PKCS#12 bundle may ask for, summed over its MAC and every encrypted part. */
-      pkcs12MaxIterations: count(1, 10_000_000).default(200_000),
+      pkcs12MaxIterations: count(1, 10_000_000).default(D.limits.pkcs12MaxIterations),
       /** Time budget of one decode run off the event loop (PKCS#12, kubeconfig YAML); longer is `parse_timeout`. */
-      parseTimeout: duration(0.1, MINUTE).default(5),
+      parseTimeout: duration(0.1, MINUTE).default(D.limits.parseTimeout),
       /** Directory entries one glob may visit in one scan; more is `too_many_files` on the pattern. */
-      maxGlobEntries: count(100, 10_000_000).default(100_000),
+      maxGlobEntries: count(100, 10_000_000).default(D.limits.maxGlobEntries),
     })
     .prefault({}),
   /** The exporter's own HTTP server: how much concurrent and slow traffic it takes. */
   http: z
     .strictObject({
       /** /metrics renders at once; more scrapes wait in line, and beyond `maxQueuedScrapes` get 503. */
-      maxConcurrentScrapes: count(1, 16).default(2),
-      maxQueuedScrapes: count(0, 1024).default(16),
+      maxConcurrentScrapes: count(1, 16).default(D.http.maxConcurrentScrapes),
+      maxQueuedScrapes: count(0, 1024).default(D.http.maxQueuedScrapes),
       /** A /metrics response (waiting, rendering and sending to a slow reader) is cut off after this. */
-      scrapeTimeout: duration(1, 10 * MINUTE).default(60),
+      scrapeTimeout: duration(1, 10 * MINUTE).default(D.http.scrapeTimeout),
       /** Open connections; more are refused. */
-      maxConnections: count(8, 65536).default(256),
+      maxConnections: count(8, 65536).default(D.http.maxConnections),
       /** Rows of one status page; the rest is on further pages. */
-      statusPageRows: count(10, 5000).default(200),
+      statusPageRows: count(10, 5000).default(D.http.statusPageRows),
       /** SIGTERM: time given to requests in flight and sources before the process exits regardless. */
-      shutdownTimeout: duration(1, MINUTE).default(4),
+      shutdownTimeout: duration(1, MINUTE).default(D.http.shutdownTimeout),
       /** /probe requests probing at once; more wait in line, and beyond `maxQueuedProbes` get 503. */
-      maxConcurrentProbes: count(1, 1024).default(32),
-      maxQueuedProbes: count(0, 4096).default(128),
+      maxConcurrentProbes: count(1, 1024).default(D.http.maxConcurrentProbes),
+      maxQueuedProbes: count(0, 4096).default(D.http.maxQueuedProbes),
     })
     .prefault({}),
   probe: z
     .strictObject({
-      timeout: duration(0.1, 5 * MINUTE).default(10),
-      connectTimeout: duration(0.1, 5 * MINUTE).default(5),
-      concurrency: count(1, 1024).default(32),
-      jitter: z.number().min(0).max(1).default(0.1),
+      timeout: duration(0.1, 5 * MINUTE).default(D.probe.timeout),
+      connectTimeout: duration(0.1, 5 * MINUTE).default(D.probe.connectTimeout),
+      concurrency: count(1, 1024).default(D.probe.concurrency),
+      jitter: z.number().min(0).max(1).default(D.probe.jitter),
     })
     .prefault({}),
   sources: z
     .strictObject({
-      files: z.array(pathGroup).max(1000).default([]),
-      kubeconfigs: z.array(pathGroup).max(1000).default([]),
-      endpoints: z.array(endpointTarget).max(100_000).default([]),
+      files: z.array(pathGroup).max(1000).default(D.sources.files),
+      kubeconfigs: z.array(pathGroup).max(1000).default(D.sources.kubeconfigs),
+      endpoints: z.array(endpointTarget).max(100_000).default(D.sources.endpoints),
       secrets: secrets.prefault({}),
       configMaps: configMaps.prefault({}),
       caBundles: caBundles.prefault({}),
@@ -460,7 +458,7 @@ export const configSchema = z.strictObject({
     .prefault({}),
   kubernetes: kubernetes.prefault({}),
   /** /probe modules by name; `default` is the one used when a request names none. */
-  modules: modules.default({}),
+  modules: modules.default(D.modules),
 });
 
 export type Config = z.output<typeof configSchema>;
@@ -514,46 +512,6 @@ export function readConfigFile(path: string): unknown {
     if (err instanceof YamlError) throw new ConfigError(`config file ${path} is not valid YAML: ${err.message}`);
     throw err;
   }
-}
-
-/** Command-line and environment values that override the file; undefined means "not given". */
-export interface ConfigOverrides {
-  listenAddress?: string;
-  port?: number;
-  logLevel?: string;
-  logFormat?: string;
-  files?: string[];
-  kubeconfigFiles?: string[];
-  /** Kubernetes client: kubeconfig file and context (--kubeconfig, --context). */
-  kubeconfig?: string;
-  kubeContext?: string;
-}
-
-/** Applies overrides to the raw file content before validation, so they are checked the same way. */
-export function mergeOverrides(raw: unknown, overrides: ConfigOverrides): unknown {
-  const base = (raw && typeof raw === "object" ? structuredClone(raw) : {}) as Record<string, unknown>;
-  const section = (key: string): Record<string, unknown> => {
-    const value = base[key];
-    if (value && typeof value === "object" && !Array.isArray(value)) return value as Record<string, unknown>;
-    const fresh: Record<string, unknown> = {};
-    base[key] = fresh;
-    return fresh;
-  };
-  if (overrides.listenAddress !== undefined) section("listen").address = overrides.listenAddress;
-  if (overrides.port !== undefined) section("listen").port = overrides.port;
-  if (overrides.logLevel !== undefined) base.logLevel = overrides.logLevel;
-  if (overrides.logFormat !== undefined) base.logFormat = overrides.logFormat;
-  const addGroup = (key: string, paths: string[] | undefined) => {
-    if (!paths?.length) return;
-    const sources = section("sources");
-    const existing = Array.isArray(sources[key]) ? (sources[key] as unknown[]) : [];
-    sources[key] = [...existing, { paths }];
-  };
-  if (overrides.kubeconfig !== undefined) section("kubernetes").kubeconfig = overrides.kubeconfig;
-  if (overrides.kubeContext !== undefined) section("kubernetes").context = overrides.kubeContext;
-  addGroup("files", overrides.files);
-  addGroup("kubeconfigs", overrides.kubeconfigFiles);
-  return base;
 }
 
 export function loadConfig(path: string | undefined, overrides: ConfigOverrides = {}): Config {

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric, type RegistryContentType } from "prom-client";
+import { HealthState } from "./health-state.js";
 import type { Inventory } from "./inventory.js";
 import { VERSION } from "./version.js";
 
@@ -51,11 +52,12 @@ function openMetricsRegistry(text: Registry): Registry<RegistryContentType> {
 }
 
 /**
- * The exporter's own metrics, with Node's and the process's. `prometheus` renders the text format and
- * holds every metric; `openMetrics` shares them but for its counter twins (see openMetricsRegistry).
+ * The exporter's own metrics over the sources' health (HealthState), with Node's and the process's.
+ * `prometheus` renders the text format and holds every metric; `openMetrics` shares them but for its
+ * counter twins (see openMetricsRegistry).
  * prom-client's default metrics are collected once: each collection starts an event-loop monitor.
  */
-export class Health {
+export class Health extends HealthState {
   readonly prometheus = new Registry();
   readonly openMetrics: Registry<RegistryContentType>;
   readonly sourceUp: Gauge<"source">;
@@ -65,9 +67,9 @@ export class Health {
   readonly relists: Counter<"source" | "reason">;
   readonly watchRestarts: Counter<"source" | "reason">;
   readonly renderDuration: Gauge;
-  readonly #ready = new Map<string, boolean>();
 
   constructor(inventory: Inventory) {
+    super();
     collectDefaultMetrics({ register: this.prometheus, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLING_MS });
     // prom-client names these gauges *_total, which promtool rejects; the rest of its set is lint-clean.
     for (const name of LINT_FAILING_DEFAULTS) this.prometheus.removeSingleMetric(name);
@@ -135,96 +137,37 @@ export class Health {
     this.openMetrics = openMetricsRegistry(this.prometheus);
   }
 
-  /** The one handle through which a source reports its health; registers the source. */
-  source(source: string): SourceHealth {
-    this.register(source);
-    return new SourceHealth(this, source);
-  }
-
-  /** Marks a source as enabled but not yet through its first full scan: not ready, and not up. */
-  register(source: string): void {
-    if (this.#ready.has(source)) return;
-    this.#ready.set(source, false);
-    this.sourceUp.set({ source }, 0);
-  }
-
-  /** Forgets a source a reload turned off: it no longer holds /readyz, and its health series go. */
-  unregister(source: string): void {
-    this.#ready.delete(source);
+  /** Also removes the source's health series. */
+  override unregister(source: string): void {
+    super.unregister(source);
     for (const gauge of [this.sourceUp, this.lastSuccess, this.scanDuration]) gauge.remove({ source });
   }
 
-  scanSucceeded(source: string, durationSeconds: number): void {
-    this.#ready.set(source, true);
-    this.sourceUp.set({ source }, 1);
+  override scanSucceeded(source: string, durationSeconds: number): void {
+    super.scanSucceeded(source, durationSeconds);
     this.scanDuration.set({ source }, durationSeconds);
     this.lastSuccess.set({ source }, Date.now() / 1000);
   }
 
-  scanFailed(source: string, durationSeconds?: number): void {
-    this.sourceUp.set({ source }, 0);
+  override scanFailed(source: string, durationSeconds?: number): void {
+    super.scanFailed(source, durationSeconds);
     if (durationSeconds !== undefined) this.scanDuration.set({ source }, durationSeconds);
   }
 
-  /** A location of `source` turned to an error. */
-  readError(source: string, reason: string): void {
+  override setUp(source: string, up: boolean): void {
+    super.setUp(source, up);
+    this.sourceUp.set({ source }, up ? 1 : 0);
+  }
+
+  override readError(source: string, reason: string): void {
     this.readErrors.inc({ source, reason });
   }
 
-  /** Sources that have not finished a first full scan; /readyz is ready when this is empty. */
-  pendingSources(): string[] {
-    return [...this.#ready].filter(([, ready]) => !ready).map(([source]) => source);
-  }
-}
-
-/**
- * One source's view of the health metrics: every source reports through one of these, so `up`,
- * readiness, the last success and the counters follow the same rules whatever the kind.
- */
-export class SourceHealth {
-  readonly #health: Health;
-  readonly name: string;
-
-  constructor(health: Health, name: string) {
-    this.#health = health;
-    this.name = name;
+  override relisted(source: string, reason: string): void {
+    this.relists.inc({ source, reason });
   }
 
-  /** A full scan or list completed: up, ready, and its duration and time recorded. */
-  succeeded(durationSeconds: number): void {
-    this.#health.scanSucceeded(this.name, durationSeconds);
-  }
-
-  /** The source is not current: down (readiness, once reached, is kept). */
-  failed(durationSeconds?: number): void {
-    this.#health.scanFailed(this.name, durationSeconds);
-  }
-
-  /** Requests work again after failures, with no full scan to time. */
-  restored(): void {
-    this.#health.sourceUp.set({ source: this.name }, 1);
-  }
-
-  /** Runs one full scan, recording success or failure and its duration; rethrows. */
-  async scan<T>(run: () => Promise<T>): Promise<T> {
-    const started = performance.now();
-    const seconds = () => (performance.now() - started) / 1000;
-    let result: T;
-    try {
-      result = await run();
-    } catch (err) {
-      this.failed(seconds());
-      throw err;
-    }
-    this.succeeded(seconds());
-    return result;
-  }
-
-  relisted(reason: string): void {
-    this.#health.relists.inc({ source: this.name, reason });
-  }
-
-  watchRestarted(reason: string): void {
-    this.#health.watchRestarts.inc({ source: this.name, reason });
+  override watchRestarted(source: string, reason: string): void {
+    this.watchRestarts.inc({ source, reason });
   }
 }

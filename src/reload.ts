@@ -16,13 +16,13 @@ export type ReloadResult = { ok: true; restartRequired: string[] } | { ok: false
  */
 export class ConfigReloader {
   readonly #exporter: Exporter;
-  readonly #load: () => Config;
+  readonly #load: () => Promise<Config>;
   readonly #successful: Gauge;
   readonly #successTime: Gauge;
   #queue: Promise<unknown> = Promise.resolve();
 
   /** `load` reads and validates the configuration, file and overrides, as at start. */
-  constructor(exporter: Exporter, load: () => Config) {
+  constructor(exporter: Exporter, load: () => Promise<Config>) {
     this.#exporter = exporter;
     this.#load = load;
     const registers = [exporter.health.prometheus, exporter.health.openMetrics];
@@ -48,7 +48,7 @@ export class ConfigReloader {
   async #reload(trigger: ReloadTrigger): Promise<ReloadResult> {
     const log = this.#exporter.log;
     try {
-      const { updated, restartRequired } = await this.#exporter.reconfigure(this.#load());
+      const { updated, restartRequired } = await this.#exporter.reconfigure(await this.#load());
       this.#succeeded();
       log.info({ trigger, updated }, "configuration reloaded");
       if (restartRequired.length) log.warn({ settings: restartRequired }, "these settings changed but take effect only after a restart");

@@ -3,7 +3,9 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
-import { ConfigError, MAX_CONFIG_FILE_BYTES, loadConfig, validateConfig } from "../src/config.js";
+import { ConfigError, MAX_CONFIG_FILE_BYTES, loadConfig, validateConfig, type ConfigOverrides } from "../src/config.js";
+import { DEFAULT_CONFIG } from "../src/config-defaults.js";
+import { configWithoutFile } from "../src/config-overrides.js";
 import { configErrorOf } from "./helpers/config-error.js";
 
 
@@ -139,4 +141,38 @@ t.test("an unreadable or invalid YAML file is a config error", async (t) => {
   const broken = join(dir, "broken.yaml");
   await writeFile(broken, "listen: [unclosed\n");
   t.throws(() => loadConfig(broken), { name: "ConfigError", message: /not valid YAML/ });
+});
+
+t.test("without a file, the defaults with the overrides are what the schema makes of them, or the schema is asked", async (t) => {
+  t.same(configWithoutFile({}), validateConfig({}), "the defaults are the schema's, every one");
+  const long = (length: number) => "a".repeat(length);
+  const within: ConfigOverrides[] = [
+    { files: ["/etc/ssl/one.crt", "/etc/**/*.pem"], logLevel: "error" },
+    { kubeconfigFiles: ["~/.kube/config"], kubeconfig: "/k", kubeContext: "kind" },
+    { listenAddress: "127.0.0.1", port: 0, logFormat: "logfmt" },
+    { listenAddress: long(253), port: 65535, files: Array.from({ length: 1000 }, () => long(4096)), kubeContext: long(1024) },
+    { files: [], kubeconfigFiles: [] },
+  ];
+  for (const overrides of within) t.same(configWithoutFile(overrides), loadConfig(undefined, overrides), JSON.stringify(overrides).slice(0, 80));
+  const beyond: ConfigOverrides[] = [
+    { logLevel: "loud" },
+    { logFormat: "xml" },
+    { listenAddress: "" },
+    { listenAddress: long(254) },
+    { port: 65536 },
+    { port: 1.5 },
+    { files: [""] },
+    { files: [long(4097)] },
+    { files: Array.from({ length: 1001 }, () => "/a") },
+    { kubeconfigFiles: [long(4097)] },
+    { kubeconfig: "" },
+    { kubeContext: long(1025) },
+  ];
+  for (const overrides of beyond) {
+    t.equal(configWithoutFile(overrides), undefined, JSON.stringify(overrides).slice(0, 80));
+    t.throws(() => loadConfig(undefined, overrides), ConfigError, "and the schema refuses it");
+  }
+  const config = configWithoutFile({ files: ["/a"] });
+  config?.sources.files.push({ paths: ["/b"], exclude: [] });
+  t.same(DEFAULT_CONFIG.sources.files, [], "each configuration is a copy of the defaults");
 });

@@ -6,7 +6,7 @@ import type { ParseCache } from "../certs/cache.js";
 import type { CertRecord } from "../certs/record.js";
 import type { EndpointTarget } from "../config.js";
 import { CertReadError, toReadError } from "../errors.js";
-import type { SourceHealth } from "../health.js";
+import type { SourceHealth } from "../health-state.js";
 import { locationId, type EndpointProbe, type Location } from "../model.js";
 import { probeTls, tlsContext } from "../probe/tls.js";
 import { transportFor, type TransportSettings } from "../probe/transport.js";

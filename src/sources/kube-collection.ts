@@ -1,6 +1,6 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { KubernetesConfig } from "../config.js";
-import type { SourceHealth } from "../health.js";
+import type { SourceHealth } from "../health-state.js";
 import type { Location } from "../model.js";
 import { missingPermission, type KubeApiError } from "../kube/errors.js";
 import { ListWatch, listWatchPacing, objectKey, type ListWatchHandler, type ListWatchReporter } from "../kube/list-watch.js";

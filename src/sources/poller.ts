@@ -1,4 +1,4 @@
-import type { SourceHealth } from "../health.js";
+import type { SourceHealth } from "../health-state.js";
 import type { SourceKind } from "../model.js";
 import type { Source, SourceContext } from "./source.js";
 

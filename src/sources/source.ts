@@ -4,7 +4,7 @@ import type { KubeconfigEntry } from "../certs/kubeconfig.js";
 import { DecodePool } from "../decode-pool.js";
 import type { CertList } from "../certs/record.js";
 import { CertReadError } from "../errors.js";
-import type { Health } from "../health.js";
+import type { HealthState } from "../health-state.js";
 import type { Inventory } from "../inventory.js";
 import { locationId, type Location, type LocationUpdate, type SourceKind } from "../model.js";
 import type { Logger } from "../log.js";
@@ -100,7 +100,7 @@ export function locationUpdate(found: CertList | CertReadError, limits: ReadLimi
 export class SourceContext {
   readonly inventory: Inventory;
   readonly cache: ParseCache;
-  readonly health: Health;
+  readonly health: HealthState;
   readonly log: Logger;
   /** This replica's share of namespaces and endpoints; sources read only what it owns. */
   readonly shard: Shard;
@@ -112,7 +112,7 @@ export class SourceContext {
   /** The refusals holding each scope error location, by what was refused. */
   readonly #refusals = new Map<string, Map<string, string>>();
 
-  constructor(inventory: Inventory, cache: ParseCache, health: Health, log: Logger, options: SourceContextOptions = {}) {
+  constructor(inventory: Inventory, cache: ParseCache, health: HealthState, log: Logger, options: SourceContextOptions = {}) {
     this.inventory = inventory;
     this.cache = cache;
     this.health = health;
