@@ -73,6 +73,21 @@ t.test("every problem from a bundle built to have it", async (t) => {
   t.equal(problem(checks, bundle(root), root.pem), "none", "a CA bundle of its own root");
   t.equal(problem(checks, bundle(root)), "self_signed", "a self-signed certificate alone, held by no anchor");
 
+  t.equal(problem(checks, bundle(leaf, intermediate, intermediate), root.pem), "none", "a copy of the intermediate is not an unrelated certificate");
+
+  // A root rollover as Let's Encrypt did it: the new root's key also signed by the old root (a
+  // cross-signed copy), which the bundle carries; only the new root is trusted.
+  const newRootKey = pki.key("new-root");
+  const newRoot = pki.root("new-root", "New Root", { key: newRootKey });
+  const oldRoot = pki.root("old-root", "Old Root");
+  const crossSigned = pki.issue("cross", "New Root", oldRoot, { ca: true, key: newRootKey });
+  const issuing = pki.issue("issuing", "Issuing CA", newRoot, { ca: true });
+  const served = pki.issue("served", "served.example", issuing);
+  t.equal(problem(checks, bundle(served, issuing, crossSigned), newRoot.pem), "none", "the cross-signed copy of a trusted root ends the chain");
+  t.equal(problem(checks, bundle(served, issuing, crossSigned, oldRoot), newRoot.pem), "none", "and the old root after it is the cross-sign's own issuer");
+  t.equal(problem(checks, bundle(served, issuing, crossSigned), oldRoot.pem), "none", "trusting the old root instead: the chain reaches it through the cross-sign");
+  t.equal(problem(checks, bundle(served, issuing, crossSigned)), "missing_intermediate", "trusting neither");
+
   // ca.crt holds a root with the right name and another key: the chain cannot be completed.
   const rekeyed = pki.root("rekeyed", "Test Root");
   t.equal(problem(checks, bundle(leaf, intermediate), rekeyed.pem), "signature_mismatch", "ca.crt has the issuer's name, not its key");

@@ -87,10 +87,19 @@ function* anchorsNamed(anchors: readonly TrustAnchors[], name: string): Generato
   for (const set of anchors) yield* set.named(name);
 }
 
+/** True when an anchor has this certificate's subject and public key: the chain is trusted from here on. */
+function isAnchor(cert: ChainCertificate, anchors: readonly TrustAnchors[]): boolean {
+  for (const anchor of anchorsNamed(anchors, cert.record.subject)) if (Buffer.compare(anchor.parts.spki, cert.parts.spki) === 0) return true;
+  return false;
+}
+
 /**
  * Walks the bundle from its first certificate: the first problem met is the one reported. Linear in
  * the bundle: every step moves to the next certificate or ends; at most MAX_CANDIDATES signatures
- * are checked for the one certificate whose issuer is not next. Undefined for an empty bundle.
+ * are checked for the one certificate whose issuer is not next. Once a certificate of the bundle is
+ * itself an anchor (by subject and key: a cross-signed root, whose self-signed twin is trusted), the
+ * rest need not reach another anchor, as OpenSSL stops at the first trusted certificate too. A copy
+ * of a certificate already in the chain is not an unrelated one. Undefined for an empty bundle.
  */
 export function assessChain(bundle: readonly ChainCertificate[], anchors: readonly TrustAnchors[], verifier: SignatureVerifier): ChainHealth | undefined {
   const leaf = bundle[0];
@@ -102,17 +111,17 @@ export function assessChain(bundle: readonly ChainCertificate[], anchors: readon
     links = { notBefore: Math.max(links?.notBefore ?? -Infinity, cert.record.notBefore), notAfter: Math.min(links?.notAfter ?? Infinity, cert.record.notAfter) };
   };
   const end = (problem: ChainHealth["problem"]): ChainHealth => (links ? { problem, links } : { problem });
+  let anchored = false;
   let at = 0;
   for (;;) {
     const cert = bundle[at]!;
     const next = bundle[at + 1];
+    anchored ||= isAnchor(cert, anchors);
     if (cert.record.issuer === cert.record.subject && verifier.signedBy(cert, cert)) {
       // A self-signed end: trusted when an anchor holds its name and key.
-      const anchor = issuerAmong(cert, anchorsNamed(anchors, cert.record.subject), verifier);
+      if (anchored) break;
       // A self-signed leaf is trusted by pinning, which no bundle shows: its own problem, not paged.
-      if (!anchor || !("issuer" in anchor)) return end(at === 0 ? "self_signed" : "untrusted_root");
-      if (at > 0) link(anchor.issuer);
-      break;
+      return end(at === 0 ? "self_signed" : "untrusted_root");
     }
     if (next && next.record.subject === cert.record.issuer) {
       if (!verifier.signedBy(cert, next)) return end("signature_mismatch");
@@ -129,8 +138,10 @@ export function assessChain(bundle: readonly ChainCertificate[], anchors: readon
       link(anchor.issuer);
       break;
     }
+    if (anchored) break;
     // Something bears the issuer's name but not its key (a re-keyed CA in ca.crt, a forged copy).
     return end(anchor || later ? "signature_mismatch" : "missing_intermediate");
   }
-  return end(at + 1 < bundle.length ? "unrelated_certificate" : "none");
+  const chain = new Set(bundle.slice(0, at + 1).map((cert) => cert.fingerprint));
+  return end(bundle.slice(at + 1).some((cert) => !chain.has(cert.fingerprint)) ? "unrelated_certificate" : "none");
 }
