@@ -111,3 +111,15 @@ export function compileExporter(name: string): string {
   execFileSync(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", join(ROOT, "tsconfig.build.json"), "--outDir", out, "--sourceMap", "false"], { stdio: "inherit" });
   return out;
 }
+
+/** The exporter's dist/ at git `ref`, compiled as compileExporter does, under node_modules/.cache/<name> so that bare imports resolve. */
+export function compileExporterAt(ref: string, name: string): string {
+  const base = join(ROOT, "node_modules", ".cache", name);
+  rmSync(base, { recursive: true, force: true });
+  mkdirSync(base, { recursive: true });
+  const archive = execFileSync("git", ["archive", "--format=tar", ref, "src", "package.json", "tsconfig.json", "tsconfig.build.json"], { cwd: ROOT, maxBuffer: 64 * 1024 * 1024 });
+  execFileSync("tar", ["-x", "-C", base], { input: archive });
+  const out = join(base, "dist");
+  execFileSync(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", join(base, "tsconfig.build.json"), "--outDir", out, "--sourceMap", "false"], { stdio: "inherit" });
+  return out;
+}
