@@ -15,8 +15,9 @@
  * Three cycles each; the first is reported separately (cold: JIT, parse cache misses), the rest
  * are averaged (steady state, as an exporter runs).
  *
- * Our child runs with the Deployment's V8 flags (NODE_OPTIONS of deploy/base/deployment.yaml, see
- * runtime.ts), so that its memory is the exporter's as it ships.
+ * Our child runs with the Deployment's V8 flags (NODE_OPTIONS of deploy/base/deployment.yaml) and the
+ * image's environment (its ENV, MALLOC_ARENA_MAX; see runtime.ts), so that its memory is the
+ * exporter's as it ships; a variable set in the bench's own environment overrides the image's.
  *
  *   npm run bench -- endpoints           (needs apt-get install prometheus-blackbox-exporter)
  *   BENCH_PROBE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npm run bench -- endpoints   (profile our side; added after the deployed flags, so they can also override them)
@@ -41,7 +42,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import pLimit from "p-limit";
 import { freePort } from "../test/helpers/net.js";
 import { type BenchRow, printTable } from "./report.js";
-import { benchNode, compileExporter, compileExporterAt, deployedNodeFlags, machineNode, peakRssBytes, ROOT, type NodeRuntime } from "./runtime.js";
+import { benchNode, compileExporter, compileExporterAt, deployedNodeFlags, imageEnvironment, machineNode, peakRssBytes, ROOT, type NodeRuntime } from "./runtime.js";
 
 const ENDPOINTS = 1000;
 const CONCURRENCY = 32;
@@ -136,7 +137,11 @@ interface RunFigures {
 
 async function runOurs(node: NodeRuntime, compiled: string, dir: string): Promise<RunFigures> {
   const extra = process.env.BENCH_PROBE_NODE_ARGS ? process.env.BENCH_PROBE_NODE_ARGS.split(" ") : [];
-  const prober = spawn(node.path, [...deployedNodeFlags(), ...extra, "--expose-gc", "--input-type=module", "-e", probeChildScript(compiled, join(dir, "ports.json"), join(dir, "ca.pem"))], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+  const prober = spawn(node.path, [...deployedNodeFlags(), ...extra, "--expose-gc", "--input-type=module", "-e", probeChildScript(compiled, join(dir, "ports.json"), join(dir, "ca.pem"))], {
+    cwd: ROOT,
+    env: { ...imageEnvironment(), ...process.env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   const exited = once(prober, "exit");
   const figures = JSON.parse(await readLine(prober)) as RunFigures;
   await exited;

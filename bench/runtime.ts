@@ -71,6 +71,16 @@ export function deployedNodeFlags(): string[] {
   return value.split(" ").filter(Boolean);
 }
 
+/**
+ * The environment the image's final stage sets (its ENV instructions), so that children measured with
+ * it run as the image runs them (MALLOC_ARENA_MAX). The caller's own environment wins over it.
+ */
+export function imageEnvironment(): Record<string, string> {
+  const dockerfile = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+  const finalStage = dockerfile.slice(dockerfile.lastIndexOf("\nFROM "));
+  return Object.fromEntries([...finalStage.matchAll(/^ENV (\w+)=(\S+)$/gm)].map((m) => [m[1] as string, m[2] as string]));
+}
+
 function statusKb(pid: number, field: "VmHWM" | "VmRSS"): number {
   const kb = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
   if (kb === undefined) throw new Error(`no ${field} for process ${pid}`);
