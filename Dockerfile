@@ -27,11 +27,6 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 
 FROM node:26-slim
 ENV NODE_ENV=production
-# glibc gives every thread that allocates an arena of its own (up to 8 per core), and keeps what V8's
-# compiler and GC threads freed in them: two arenas cut the prober's peak RSS by about 4.5 MiB with no
-# CPU cost the bench could see (docs/benchmarks.md, "A lighter prober"). bench/endpoints.ts runs with
-# this image's ENV.
-ENV MALLOC_ARENA_MAX=2
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

@@ -16,8 +16,8 @@
  * are averaged (steady state, as an exporter runs).
  *
  * Our child runs with the Deployment's V8 flags (NODE_OPTIONS of deploy/base/deployment.yaml) and the
- * image's environment (its ENV, MALLOC_ARENA_MAX; see runtime.ts), so that its memory is the
- * exporter's as it ships; a variable set in the bench's own environment overrides the image's.
+ * image's environment (its ENV; see runtime.ts), so that it runs as the exporter ships; a variable set
+ * in the bench's own environment overrides the image's (e.g. MALLOC_ARENA_MAX=1 npm run bench -- endpoints).
  *
  *   npm run bench -- endpoints           (needs apt-get install prometheus-blackbox-exporter)
  *   BENCH_PROBE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npm run bench -- endpoints   (profile our side; added after the deployed flags, so they can also override them)

@@ -73,7 +73,7 @@ export function deployedNodeFlags(): string[] {
 
 /**
  * The environment the image's final stage sets (its ENV instructions), so that children measured with
- * it run as the image runs them (MALLOC_ARENA_MAX). The caller's own environment wins over it.
+ * it run as the image runs them. The caller's own environment wins over it.
  */
 export function imageEnvironment(): Record<string, string> {
   const dockerfile = readFileSync(join(ROOT, "Dockerfile"), "utf8");
