@@ -55,8 +55,8 @@ const STATISTICS = [
 
 /**
  * prom-client's event-loop gauges, from a histogram that samples only around scrapes (see
- * EVENT_LOOP_SAMPLING_AFTER_SCRAPE_MS). Each scrape reads and resets it; a scrape after a time without
- * sampling finds it empty, and the statistics are NaN.
+ * EVENT_LOOP_SAMPLING_AFTER_SCRAPE_MS). Each scrape reads and resets it; the first finds it empty, and
+ * the statistics are NaN.
  */
 function registerEventLoopLag(registry: Registry): void {
   const histogram = monitorEventLoopDelay({ resolution: EVENT_LOOP_SAMPLING_MS });
