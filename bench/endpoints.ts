@@ -15,11 +15,18 @@
  * Three cycles each; the first is reported separately (cold: JIT, parse cache misses), the rest
  * are averaged (steady state, as an exporter runs).
  *
- *   npm run bench -- endpoints           (needs apt-get install prometheus-blackbox-exporter)
- *   BENCH_PROBE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npm run bench -- endpoints   (profile our side)
- *   BENCH_PROBE_NODE_ARGS="--max-semi-space-size=2 --max-old-space-size=192" npm run bench -- endpoints   (the Deployment's V8 flags)
+ * Our child runs with the Deployment's V8 flags (NODE_OPTIONS of deploy/base/deployment.yaml) and the
+ * image's environment (its ENV; see runtime.ts), so that it runs as the exporter ships; a variable set
+ * in the bench's own environment overrides the image's (e.g. MALLOC_ARENA_MAX=1 npm run bench -- endpoints).
  *
- * After the cycles, our child also renders the inventory's series (src/metrics.ts) with the default
+ *   npm run bench -- endpoints           (needs apt-get install prometheus-blackbox-exporter)
+ *   BENCH_PROBE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npm run bench -- endpoints   (profile our side; added after the deployed flags, so they can also override them)
+ *   BENCH_NODE_DEFAULTS=1 npm run bench -- endpoints   (Node's default heap sizes instead of the deployed flags)
+ *   BENCH_ENDPOINTS_BEFORE=<git ref> npm run bench -- endpoints   (also the prober of that commit, in the same run)
+ *
+ * After the cycles, our child reports where its resident memory is (file-backed pages, mostly the node
+ * binary, and anonymous ones, from /proc/self/smaps_rollup; the V8 heap's live part after a full
+ * collection) and renders the inventory's series (src/metrics.ts) with the default
  * family set and with the smallest, and counts the samples: the series the 1,000 endpoints add to
  * Prometheus, besides the exporter's own metrics.
  */
@@ -35,7 +42,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import pLimit from "p-limit";
 import { freePort } from "../test/helpers/net.js";
 import { type BenchRow, printTable } from "./report.js";
-import { benchNode, compileExporter, machineNode, peakRssBytes, ROOT, type NodeRuntime } from "./runtime.js";
+import { benchNode, compileExporter, compileExporterAt, deployedNodeFlags, imageEnvironment, machineNode, peakRssBytes, ROOT, type NodeRuntime } from "./runtime.js";
 
 const ENDPOINTS = 1000;
 const CONCURRENCY = 32;
@@ -101,6 +108,10 @@ function probeChildScript(compiled: string, portsFile: string, caFile: string): 
       cycles.push({ wallSeconds, cpuSeconds: (used.user + used.system) / 1e6, ok });
     }
     const status = await readFile("/proc/self/status", "utf8");
+    const rollup = await readFile("/proc/self/smaps_rollup", "utf8");
+    const kib = (pattern) => Number(pattern.exec(rollup)?.[1] ?? 0) * 1024;
+    globalThis.gc();
+    const memory = { rssBytes: kib(/^Rss:\\s+(\\d+) kB/m), anonymousBytes: kib(/^Anonymous:\\s+(\\d+) kB/m), heapUsedBytes: process.memoryUsage().heapUsed };
     const series = async (selection) => {
       const text = Buffer.concat(await new MetricsRenderer(inventory, health, { selection: () => selection }).renderCertificates()).toString("utf8");
       return text.split("\\n").filter((line) => line !== "" && !line.startsWith("#")).length;
@@ -109,13 +120,15 @@ function probeChildScript(compiled: string, portsFile: string, caFile: string): 
     const seriesSmallest = await series({ certificateFamilies: REQUIRED_FAMILIES, infoLabels: [], leafOnly: false, markSuperseded: true });
     let certificates = 0;
     for (const entry of inventory.entries()) certificates += entry.certificates.length;
-    process.stdout.write(JSON.stringify({ cycles, rssPeakBytes: Number(/VmHWM:\\s+(\\d+) kB/.exec(status)?.[1] ?? 0) * 1024, seriesDefault, seriesSmallest, certificates }) + "\\n");
+    process.stdout.write(JSON.stringify({ cycles, rssPeakBytes: Number(/VmHWM:\\s+(\\d+) kB/.exec(status)?.[1] ?? 0) * 1024, memory, seriesDefault, seriesSmallest, certificates }) + "\\n");
   `;
 }
 
 interface RunFigures {
   cycles: CycleFigures[];
   rssPeakBytes: number;
+  /** Ours only, after the cycles: resident and anonymous bytes (smaps_rollup), the V8 heap's live bytes after a full GC. */
+  memory?: { rssBytes: number; anonymousBytes: number; heapUsedBytes: number };
   /** Ours only: the inventory's series with the default and the smallest family set, and its certificates. */
   seriesDefault?: number;
   seriesSmallest?: number;
@@ -124,7 +137,11 @@ interface RunFigures {
 
 async function runOurs(node: NodeRuntime, compiled: string, dir: string): Promise<RunFigures> {
   const extra = process.env.BENCH_PROBE_NODE_ARGS ? process.env.BENCH_PROBE_NODE_ARGS.split(" ") : [];
-  const prober = spawn(node.path, [...extra, "--input-type=module", "-e", probeChildScript(compiled, join(dir, "ports.json"), join(dir, "ca.pem"))], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+  const prober = spawn(node.path, [...deployedNodeFlags(), ...extra, "--expose-gc", "--input-type=module", "-e", probeChildScript(compiled, join(dir, "ports.json"), join(dir, "ca.pem"))], {
+    cwd: ROOT,
+    env: { ...imageEnvironment(), ...process.env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   const exited = once(prober, "exit");
   const figures = JSON.parse(await readLine(prober)) as RunFigures;
   await exited;
@@ -225,6 +242,13 @@ function summarize(side: string, run: RunFigures, baseline: string | undefined):
     { name: `${side} CPU per probe, first cycle`, value: (cold.cpuSeconds / ENDPOINTS) * 1000, unit: "ms", ...b("CPU per probe, first cycle") },
     { name: `${side} CPU per cycle of ${ENDPOINTS} probes`, value: mean((c) => c.cpuSeconds) * 1000, unit: "ms", ...b(`CPU per cycle of ${ENDPOINTS} probes`) },
     { name: `${side} peak RSS`, value: run.rssPeakBytes / 1024 / 1024, unit: "MiB", ...b("peak RSS") },
+    ...(run.memory === undefined
+      ? []
+      : [
+          { name: `${side} RSS after the cycles, file-backed (the node binary's pages)`, value: (run.memory.rssBytes - run.memory.anonymousBytes) / 1024 / 1024, unit: "MiB" },
+          { name: `${side} RSS after the cycles, anonymous (V8 heap, malloc)`, value: run.memory.anonymousBytes / 1024 / 1024, unit: "MiB" },
+          { name: `${side} V8 heap live after the cycles`, value: run.memory.heapUsedBytes / 1024 / 1024, unit: "MiB" },
+        ]),
     { name: `${side} endpoints read and verified`, value: ok, unit: "of 1000" },
     ...(run.seriesDefault === undefined
       ? []
@@ -237,10 +261,13 @@ function summarize(side: string, run: RunFigures, baseline: string | undefined):
 
 /**
  * Ours runs on the image's Node (the figures that count) and on this machine's, in the same run;
- * BENCH_NODE picks another runtime for the first.
+ * BENCH_NODE picks another runtime for the first. With BENCH_ENDPOINTS_BEFORE, the prober of that
+ * commit runs before ours on each runtime.
  */
 export async function benchEndpoints(node: NodeRuntime = benchNode()): Promise<BenchRow[]> {
   const compiled = compileExporter("bench-endpoints");
+  const beforeRef = process.env.BENCH_ENDPOINTS_BEFORE;
+  const builds = [...(beforeRef ? [{ label: `before (${beforeRef}), `, dist: compileExporterAt(beforeRef, "bench-endpoints-before") }] : []), { label: "", dist: compiled }];
   const machine = machineNode();
   const runtimes = node.path === machine.path ? [node] : [node, machine];
   const dir = await mkdtemp(join(tmpdir(), "bench-endpoints-"));
@@ -250,7 +277,9 @@ export async function benchEndpoints(node: NodeRuntime = benchNode()): Promise<B
     const ports = JSON.parse(await readLine(server)) as number[];
     await writeFile(join(dir, "ports.json"), JSON.stringify(ports));
     const rows: BenchRow[] = [];
-    for (const runtime of runtimes) rows.push(...summarize(`cert-expiry-exporter (${runtime.label})`, await runOurs(runtime, compiled, dir), "blackbox_exporter"));
+    for (const runtime of runtimes) {
+      for (const build of builds) rows.push(...summarize(`cert-expiry-exporter (${build.label}${runtime.label})`, await runOurs(runtime, build.dist, dir), "blackbox_exporter"));
+    }
     return [...rows, ...summarize("blackbox_exporter", await runBlackbox(dir, ports), undefined)];
   } finally {
     server.stdin?.end();

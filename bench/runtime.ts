@@ -71,6 +71,16 @@ export function deployedNodeFlags(): string[] {
   return value.split(" ").filter(Boolean);
 }
 
+/**
+ * The environment the image's final stage sets (its ENV instructions), so that children measured with
+ * it run as the image runs them. The caller's own environment wins over it.
+ */
+export function imageEnvironment(): Record<string, string> {
+  const dockerfile = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+  const finalStage = dockerfile.slice(dockerfile.lastIndexOf("\nFROM "));
+  return Object.fromEntries([...finalStage.matchAll(/^ENV (\w+)=(\S+)$/gm)].map((m) => [m[1] as string, m[2] as string]));
+}
+
 function statusKb(pid: number, field: "VmHWM" | "VmRSS"): number {
   const kb = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
   if (kb === undefined) throw new Error(`no ${field} for process ${pid}`);
@@ -109,5 +119,17 @@ export function compileExporter(name: string): string {
   mkdirSync(base, { recursive: true });
   copyFileSync(join(ROOT, "package.json"), join(base, "package.json")); // version.js reads ../package.json
   execFileSync(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", join(ROOT, "tsconfig.build.json"), "--outDir", out, "--sourceMap", "false"], { stdio: "inherit" });
+  return out;
+}
+
+/** The exporter's dist/ at git `ref`, compiled as compileExporter does, under node_modules/.cache/<name> so that bare imports resolve. */
+export function compileExporterAt(ref: string, name: string): string {
+  const base = join(ROOT, "node_modules", ".cache", name);
+  rmSync(base, { recursive: true, force: true });
+  mkdirSync(base, { recursive: true });
+  const archive = execFileSync("git", ["archive", "--format=tar", ref, "src", "package.json", "tsconfig.json", "tsconfig.build.json"], { cwd: ROOT, maxBuffer: 64 * 1024 * 1024 });
+  execFileSync("tar", ["-x", "-C", base], { input: archive });
+  const out = join(base, "dist");
+  execFileSync(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", join(base, "tsconfig.build.json"), "--outDir", out, "--sourceMap", "false"], { stdio: "inherit" });
   return out;
 }

@@ -16,8 +16,7 @@
  *   npm run bench -- startup
  *   BENCH_STARTUP_BEFORE=HEAD~3 BENCH_STARTUP_RUNS=15 npm run bench -- startup
  */
-import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { get } from "node:http";
 import { tmpdir } from "node:os";
@@ -26,7 +25,7 @@ import { pathToFileURL } from "node:url";
 import { makeCert } from "../scripts/certgen.js";
 import { freePort } from "../test/helpers/net.js";
 import { printTable, type BenchRow } from "./report.js";
-import { benchNode, compileExporter, cpuMs, deployedNodeFlags, machineNode, ROOT, type NodeRuntime } from "./runtime.js";
+import { benchNode, compileExporter, compileExporterAt, cpuMs, deployedNodeFlags, machineNode, type NodeRuntime } from "./runtime.js";
 
 const RUNS = Number(process.env.BENCH_STARTUP_RUNS ?? 15);
 /** How often /healthz is asked while the server starts; small next to the figures measured. */
@@ -99,18 +98,6 @@ async function healthyTime(node: string, args: string[], port: number): Promise<
   }
 }
 
-/** The exporter's dist/ at `ref`, compiled as compileExporter does, under node_modules/.cache so that bare imports resolve. */
-function compileRef(ref: string): string {
-  const base = join(ROOT, "node_modules", ".cache", "bench-startup-before");
-  rmSync(base, { recursive: true, force: true });
-  mkdirSync(base, { recursive: true });
-  const archive = execFileSync("git", ["archive", "--format=tar", ref, "src", "package.json", "tsconfig.json", "tsconfig.build.json"], { cwd: ROOT, maxBuffer: 64 * 1024 * 1024 });
-  execFileSync("tar", ["-x", "-C", base], { input: archive });
-  const out = join(base, "dist");
-  execFileSync(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", join(base, "tsconfig.build.json"), "--outDir", out, "--sourceMap", "false"], { stdio: "inherit" });
-  return out;
-}
-
 interface Variant {
   name: string;
   /** Process start → first 200 from /healthz, listening on `port`, with `cert` configured. */
@@ -151,7 +138,7 @@ const p90 = (values: number[]): number => [...values].sort((a, b) => a - b)[Math
 export async function benchStartup(): Promise<BenchRow[]> {
   const after = compileExporter("bench-startup");
   const beforeRef = process.env.BENCH_STARTUP_BEFORE;
-  const before = beforeRef ? compileRef(beforeRef) : undefined;
+  const before = beforeRef ? compileExporterAt(beforeRef, "bench-startup-before") : undefined;
   const dir = await mkdtemp(join(tmpdir(), "bench-startup-"));
   const cert = join(dir, "one.crt");
   await writeFile(cert, (await makeCert({ cn: "startup.bench.test", notAfterDays: 90 })).pem);

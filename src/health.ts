@@ -1,18 +1,10 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric, type RegistryContentType } from "prom-client";
+import { Counter, Gauge, Registry, type Metric, type RegistryContentType } from "prom-client";
 import { HealthState } from "./health-state.js";
 import type { Inventory } from "./inventory.js";
+import { registerProcessMetrics } from "./process-metrics.js";
 import { VERSION } from "./version.js";
 
 const PREFIX = "cert_expiry_exporter_";
-const LINT_FAILING_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
-/**
- * How often Node's event-loop delay histogram (nodejs_eventloop_lag_*_seconds) samples the loop.
- * prom-client's default of 10 ms wakes an idle exporter 100 times a second, most of its idle CPU
- * (bench/idle.ts). A sample is the time between two wake-ups, so the gauges include this interval:
- * a stall of a second or more always shows, and the health dashboard subtracts the second.
- */
-export const EVENT_LOOP_SAMPLING_MS = 1000;
-
 /**
  * A registry's metric objects. prom-client's typings describe them as plain records and leave out
  * `labelNames`, which every metric keeps from its configuration.
@@ -55,7 +47,6 @@ function openMetricsRegistry(text: Registry): Registry<RegistryContentType> {
  * The exporter's own metrics over the sources' health (HealthState), with Node's and the process's.
  * `prometheus` renders the text format and holds every metric; `openMetrics` shares them but for its
  * counter twins (see openMetricsRegistry).
- * prom-client's default metrics are collected once: each collection starts an event-loop monitor.
  */
 export class Health extends HealthState {
   readonly prometheus = new Registry();
@@ -70,9 +61,7 @@ export class Health extends HealthState {
 
   constructor(inventory: Inventory) {
     super();
-    collectDefaultMetrics({ register: this.prometheus, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLING_MS });
-    // prom-client names these gauges *_total, which promtool rejects; the rest of its set is lint-clean.
-    for (const name of LINT_FAILING_DEFAULTS) this.prometheus.removeSingleMetric(name);
+    registerProcessMetrics(this.prometheus);
     const registers = [this.prometheus];
 
     new Gauge({

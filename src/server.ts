@@ -43,9 +43,13 @@ const RETRY_AFTER_SECONDS = 5;
 /** Nothing here takes a request body. */
 const BODY_LIMIT_BYTES = 1024;
 /** A request (headers alone: none has a body) must arrive within this. */
-const REQUEST_TIMEOUT_MS = 10_000;
-/** How often Node checks that deadline; its default of 30 s would let a silent connection sit 40 s. */
-const CONNECTIONS_CHECKING_INTERVAL_MS = 2_000;
+export const REQUEST_TIMEOUT_MS = 10_000;
+/**
+ * How often Node checks that deadline, so a silent connection is cut 10 to 20 s after it opened (Node's
+ * default of 30 s would allow 40 s). The check runs whether or not anyone is connected, and each one
+ * wakes an idle exporter: at the deadline's own scale rather than finer.
+ */
+export const CONNECTIONS_CHECKING_INTERVAL_MS = REQUEST_TIMEOUT_MS;
 /** Keeps a scraper's connection open between scrapes up to a one-minute interval. */
 const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 /** A connection with no traffic at all is closed this long after the longest scrape deadline could pass. */

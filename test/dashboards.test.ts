@@ -12,7 +12,7 @@ import { join } from "node:path";
 import t from "tap";
 import YAML from "yaml";
 import { DASHBOARD_CONFIGMAP_DIR, ROOT, renderArtifacts } from "../scripts/gen-artifacts.js";
-import { EVENT_LOOP_SAMPLING_MS } from "../src/health.js";
+import { EVENT_LOOP_SAMPLING_MS } from "../src/process-metrics.js";
 import { CERTIFICATE_FAMILY_NAMES, REQUIRED_FAMILIES } from "../src/series-selection.js";
 import { allPanels, readDashboards, substituteVariables } from "./helpers/grafana.js";
 import { tempDir } from "./helpers/polled-source.js";
@@ -149,7 +149,7 @@ t.test("the event-loop panel takes off the interval the exporter samples the loo
   const queries = dashboards.flatMap(({ dashboard }) => allPanels(dashboard.panels).flatMap((panel) => (panel.targets ?? []).map((target) => target.expr ?? "")));
   const eventLoop = queries.filter((expr) => expr.includes("nodejs_eventloop_lag_"));
   t.ok(eventLoop.length > 0, "a panel shows the event loop");
-  for (const expr of eventLoop) t.match(expr, `} - ${EVENT_LOOP_SAMPLING_MS / 1000}, 0)`, `${expr}: less the ${EVENT_LOOP_SAMPLING_MS} ms of src/health.ts`);
+  for (const expr of eventLoop) t.match(expr, `} - ${EVENT_LOOP_SAMPLING_MS / 1000}, 0)`, `${expr}: less the ${EVENT_LOOP_SAMPLING_MS} ms of src/process-metrics.ts`);
 });
 
 t.test("the sidecar ConfigMaps are generated from the dashboards and current", async (t) => {

@@ -1,7 +1,9 @@
+import { collectDefaultMetrics, Registry } from "prom-client";
 import t from "tap";
 import { Health } from "../src/health.js";
 import { Inventory } from "../src/inventory.js";
 import { MetricsRenderer, escapeLabelValue, negotiateFormat } from "../src/metrics.js";
+import { EVENT_LOOP_SAMPLING_MS } from "../src/process-metrics.js";
 import { FULL_SELECTION } from "../src/series-selection.js";
 import { record } from "./helpers/records.js";
 
@@ -129,6 +131,23 @@ t.test("each family is declared once, with its samples grouped under it", async 
   t.ok(seen.has("process_cpu_seconds_total"), "standard process metrics are there");
   t.ok(seen.has("cert_expiry_exporter_build_info"));
   t.equal(sample(body, "cert_expiry_exporter_certificates", 'source="file"'), 5);
+});
+
+t.test("process metrics are prom-client's defaults but its *_total gauges; the event loop is sampled from the first scrape on", async (t) => {
+  const { renderer } = setup();
+  const defaults = new Registry();
+  collectDefaultMetrics({ register: defaults });
+  const lintFailing = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
+  const expected = (await defaults.getMetricsAsJSON()).map((m) => m.name).filter((name) => !lintFailing.includes(name));
+  const first = await text(renderer.render("prometheus"));
+  for (const name of expected) t.match(first, `\n# TYPE ${name} `, name);
+  for (const name of lintFailing) t.notMatch(first, `# TYPE ${name} `, `${name}: left out`);
+  t.match(first, /^nodejs_eventloop_lag_max_seconds NaN$/im, "not sampled before anyone scraped");
+  await new Promise((resolve) => setTimeout(resolve, 2.5 * EVENT_LOOP_SAMPLING_MS));
+  const second = await text(renderer.render("prometheus"));
+  const lagMin = Number(/^nodejs_eventloop_lag_min_seconds (\S+)$/m.exec(second)?.[1]);
+  // The histogram keeps about three significant digits: a sample of the interval may read a hair under it.
+  t.ok(lagMin * 1000 > EVENT_LOOP_SAMPLING_MS * 0.99, `sampled since the first scrape, each sample spanning the interval: min ${lagMin} s`);
 });
 
 t.test("OpenMetrics is served when asked for, and ends with # EOF", async (t) => {

@@ -14,7 +14,7 @@ import { Inventory } from "../src/inventory.js";
 import { createLogger } from "../src/log.js";
 import { acceptsGzip } from "../src/metrics.js";
 import { ScrapeGate, ScrapeRefusedError } from "../src/scrape-gate.js";
-import { buildServer, scrapeDeadlineSeconds, type HttpLimits } from "../src/server.js";
+import { buildServer, CONNECTIONS_CHECKING_INTERVAL_MS, REQUEST_TIMEOUT_MS, scrapeDeadlineSeconds, type HttpLimits } from "../src/server.js";
 import { firstBytesThenStall, rawRequest, readToEnd } from "./helpers/raw-http.js";
 import { record } from "./helpers/records.js";
 
@@ -83,6 +83,17 @@ function rawGet(base: string, path: string, headers: Record<string, string> = {}
 function certificateSeries(exposition: string): string[] {
   return exposition.split("\n").filter((line) => /^(# (HELP|TYPE) )?cert_/.test(line) && !line.includes("cert_expiry_exporter_"));
 }
+
+t.test("request deadlines are checked at the deadline's scale, which is the only timer an idle server arms", async (t) => {
+  const server = buildServer({ inventory: new Inventory(), health: new Health(new Inventory()), log: createLogger("silent"), http: DEFAULT_HTTP });
+  t.teardown(() => server.close());
+  await server.ready();
+  const node = server.server as typeof server.server & { connectionsCheckingInterval: number };
+  t.equal(node.headersTimeout, REQUEST_TIMEOUT_MS, "a request's headers must arrive within the deadline");
+  t.equal(node.requestTimeout, REQUEST_TIMEOUT_MS);
+  t.equal(CONNECTIONS_CHECKING_INTERVAL_MS, REQUEST_TIMEOUT_MS);
+  t.equal(node.connectionsCheckingInterval, CONNECTIONS_CHECKING_INTERVAL_MS, "a silent client is cut at most twice the deadline after it connected");
+});
 
 t.test("/metrics answers the Prometheus text format over a real socket", async (t) => {
   const { inventory, base } = await listening(t);
