@@ -18,6 +18,11 @@ export interface CheckOptions {
   failOnReadErrors: boolean;
   /** Sources whose scan failed (Exporter.scanOnce). */
   scanFailures?: readonly ScanFailure[];
+  /**
+   * A superseded certificate (a newer one for the same thing is at its location) fails the check as
+   * any other; off when the configuration marks them (metrics.markSuperseded), as the alerts do.
+   */
+  countSuperseded?: boolean;
 }
 
 /**
@@ -55,7 +60,7 @@ export function checkReport(inventory: Inventory, options: CheckOptions, now = D
   const { rows: certs, stateCounts } = selectCertificates(inventory, { now, defaults });
   const { rows: errors } = selectErrors(inventory);
   // A certificate that is not valid yet fails today just as an expired one does.
-  const expiring = (row: CertificateRow) => row.state !== "not_yet_valid" && row.daysLeft <= options.warnDays;
+  const expiring = (row: CertificateRow) => row.state !== "not_yet_valid" && row.daysLeft <= options.warnDays && (options.countSuperseded !== false || !row.superseded);
   const expiringCount = certs.filter(expiring).length;
   const scanFailures = options.scanFailures ?? [];
   const unscanned = [...scanFailures, ...refusedSources(inventory).filter((refused) => !scanFailures.some((failure) => failure.source === refused.source))];

@@ -197,7 +197,13 @@ async function check(options: CheckOptions): Promise<ExitCode> {
   } finally {
     await exporter.close();
   }
-  const report = checkReport(exporter.inventory, { warnDays: options.warnDays, format: options.output, failOnReadErrors: !options.ignoreReadErrors, scanFailures });
+  const report = checkReport(exporter.inventory, {
+    warnDays: options.warnDays,
+    format: options.output,
+    failOnReadErrors: !options.ignoreReadErrors,
+    scanFailures,
+    countSuperseded: !config.metrics.markSuperseded,
+  });
   process.stdout.write(report.output);
   for (const { source, message } of report.unscanned) complain(`the ${source} source could not be scanned: ${message}`);
   return report.exitCode;
