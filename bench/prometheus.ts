@@ -44,12 +44,11 @@ import { createLogger } from "../src/log.js";
 import { CERTIFICATE_FAMILY_NAMES, DEFAULT_SELECTION, FULL_SELECTION, REQUIRED_FAMILIES, type SeriesSelection } from "../src/series-selection.js";
 import { buildServer } from "../src/server.js";
 import { freePort } from "../test/helpers/net.js";
-import { getJson, missing, sleep, start, stop, waitFor, type Started } from "../test/helpers/processes.js";
+import { getJson, missing, PROMETHEUS, sleep, startPrometheus, stop, waitFor, type Started } from "../test/helpers/processes.js";
 import { fillDistinct } from "./render.js";
 import { printTable, type BenchRow } from "./report.js";
 import { cpuMs, currentRssBytes } from "./runtime.js";
 
-const PROMETHEUS = "/usr/bin/prometheus";
 const CERTIFICATES = Number(process.env.BENCH_PROMETHEUS_CERTS ?? 50_000);
 const SCRAPES = Number(process.env.BENCH_PROMETHEUS_SCRAPES ?? 6);
 const INTERVAL_SECONDS = Number(process.env.BENCH_PROMETHEUS_INTERVAL ?? 10);
@@ -183,14 +182,7 @@ async function measure(inventory: Inventory, set: FamilySet): Promise<Measured> 
     await writeFile(configFile, config([]));
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    prometheus = start("prometheus", PROMETHEUS, [
-      `--config.file=${configFile}`,
-      `--storage.tsdb.path=${join(dir, "data")}`,
-      `--web.listen-address=127.0.0.1:${port}`,
-      "--web.enable-lifecycle",
-      "--enable-feature=extra-scrape-metrics",
-      "--log.level=warn",
-    ]);
+    prometheus = startPrometheus(configFile, join(dir, "data"), port, ["--web.enable-lifecycle", "--enable-feature=extra-scrape-metrics"]);
     const pid = prometheus.process.pid as number;
     await waitFor("prometheus ready", READY_DEADLINE_MS, async () => (await fetch(`${base}/-/ready`, { signal: AbortSignal.timeout(5_000) })).ok, prometheus);
     await sleep(SETTLE_MS);

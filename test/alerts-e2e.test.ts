@@ -36,9 +36,8 @@ import { ROOT, RULES_SOURCE } from "../scripts/gen-artifacts.js";
 import { CERTIFICATE_FAMILY_NAMES, DEFAULT_SELECTION, REQUIRED_FAMILIES, type SeriesSelection } from "../src/series-selection.js";
 import { allPanels, readDashboards, substituteVariables } from "./helpers/grafana.js";
 import { freePort } from "./helpers/net.js";
-import { getJson, missing, plainNode, sleep, start, stop, waitFor, type Started } from "./helpers/processes.js";
+import { getJson, missing, plainNode, PROMETHEUS, sleep, start, startPrometheus, stop, waitFor, type Started } from "./helpers/processes.js";
 
-const PROMETHEUS = "/usr/bin/prometheus";
 const ALERTMANAGER = "/usr/bin/prometheus-alertmanager";
 const CLI = join(ROOT, "src/cli.ts");
 const E2E_FOR = "5s";
@@ -213,15 +212,11 @@ async function endToEnd(t: Test, metrics: SeriesSelection): Promise<void> {
       scrape_configs: [{ job_name: "cert-expiry-exporter", honor_labels: true, static_configs: [{ targets: [`127.0.0.1:${exporterPort}`] }] }],
     });
   await writeFile(join(dir, "prometheus.yml"), prometheusConfig([]));
-  const prometheus = start("prometheus", PROMETHEUS, [
-    `--config.file=${join(dir, "prometheus.yml")}`,
-    `--storage.tsdb.path=${join(dir, "prometheus")}`,
-    `--web.listen-address=127.0.0.1:${prometheusPort}`,
+  const prometheus = startPrometheus(join(dir, "prometheus.yml"), join(dir, "prometheus"), prometheusPort, [
     "--web.enable-lifecycle",
     // A firing alert is sent at once and then every resend delay (1 m by default); after the rules'
     // reload the Alertmanager target may not be ready for the first send.
     "--rules.alert.resend-delay=1s",
-    "--log.level=warn",
   ]);
   started.push(prometheus);
   const api = `http://127.0.0.1:${prometheusPort}/api/v1`;

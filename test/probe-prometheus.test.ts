@@ -16,10 +16,9 @@ import { Exporter } from "../src/app.js";
 import { validateConfig } from "../src/config.js";
 import { createLogger } from "../src/log.js";
 import { freePort } from "./helpers/net.js";
-import { getJson, missing, start, waitFor, workspace } from "./helpers/processes.js";
+import { getJson, missing, PROMETHEUS, startPrometheus, waitFor, workspace } from "./helpers/processes.js";
 import { tlsServer } from "./helpers/tls-servers.js";
 
-const PROMETHEUS = "/usr/bin/prometheus";
 const SCRAPE_CONFIG = "deploy/prometheus/probe-scrape-config.yaml";
 
 interface ScrapeJob {
@@ -83,12 +82,7 @@ t.test("Prometheus discovers endpoints from file_sd and scrapes each through /pr
     join(dir, "prometheus.yml"),
     YAML.stringify({ global: { scrape_interval: "1s", scrape_timeout: "1s", evaluation_interval: "1s" }, scrape_configs: shipped.scrape_configs }),
   );
-  const prometheus = start("prometheus", PROMETHEUS, [
-    `--config.file=${join(dir, "prometheus.yml")}`,
-    `--storage.tsdb.path=${join(dir, "data")}`,
-    `--web.listen-address=127.0.0.1:${prometheusPort}`,
-    "--log.level=warn",
-  ]);
+  const prometheus = startPrometheus(join(dir, "prometheus.yml"), join(dir, "data"), prometheusPort);
   started.push(prometheus);
   const api = `http://127.0.0.1:${prometheusPort}/api/v1`;
   const query = async (expr: string): Promise<Sample[]> =>

@@ -14,9 +14,8 @@ import { makeCert } from "../scripts/certgen.js";
 import { ROOT } from "../scripts/gen-artifacts.js";
 import * as hostile from "../scripts/hostile.js";
 import { freePort } from "./helpers/net.js";
-import { getJson, missing, plainNode, start, waitFor, workspace } from "./helpers/processes.js";
+import { getJson, missing, plainNode, PROMETHEUS, start, startPrometheus, waitFor, workspace } from "./helpers/processes.js";
 
-const PROMETHEUS = "/usr/bin/prometheus";
 /** Far below 5,000 certificates' 25,000 samples, far above what the honest files need. */
 const SAMPLE_LIMIT = 1000;
 /** limits.maxLabelValueLength's default. */
@@ -67,12 +66,7 @@ t.test("Prometheus with sample_limit and label_value_length_limit keeps the targ
       ],
     }),
   );
-  const prometheus = start("prometheus", PROMETHEUS, [
-    `--config.file=${join(dir, "prometheus.yml")}`,
-    `--storage.tsdb.path=${join(dir, "data")}`,
-    `--web.listen-address=127.0.0.1:${prometheusPort}`,
-    "--log.level=warn",
-  ]);
+  const prometheus = startPrometheus(join(dir, "prometheus.yml"), join(dir, "data"), prometheusPort);
   started.push(prometheus);
   const api = `http://127.0.0.1:${prometheusPort}/api/v1`;
   const query = async (expr: string) => (await getJson<Vector>(`${api}/query?query=${encodeURIComponent(expr)}`)).data.result;

@@ -28,11 +28,10 @@ import { buildServer } from "../src/server.js";
 import { loadWebConfig } from "../src/web-config.js";
 import { ROOT } from "./helpers/build.js";
 import { freePort } from "./helpers/net.js";
-import { getJson, missing, plainNode, start, stop, waitFor, type Started } from "./helpers/processes.js";
+import { getJson, missing, plainNode, PROMETHEUS, start, startPrometheus, stop, waitFor, type Started } from "./helpers/processes.js";
 import { record } from "./helpers/records.js";
 
 const CLI = join(ROOT, "src", "cli.ts");
-const PROMETHEUS = "/usr/bin/prometheus";
 /** Every wait below has this deadline: met in well under a second normally, in seconds on a loaded machine. */
 const DEADLINE_MS = 60_000;
 const PASSWORD = "correct horse battery staple";
@@ -241,12 +240,7 @@ t.test("the real exporter: TLS, basic auth, open probes, its own certificate exp
         ],
       }),
     );
-    const prometheus = start("prometheus", PROMETHEUS, [
-      `--config.file=${prometheusConfig}`,
-      `--storage.tsdb.path=${join(dir, "prometheus")}`,
-      `--web.listen-address=127.0.0.1:${prometheusPort}`,
-      "--log.level=warn",
-    ]);
+    const prometheus = startPrometheus(prometheusConfig, join(dir, "prometheus"), prometheusPort);
     t.teardown(() => stop(prometheus));
     const api = `http://127.0.0.1:${prometheusPort}/api/v1`;
     const query = async (expr: string) => (await getJson<{ data?: { result: unknown[] } }>(`${api}/query?query=${encodeURIComponent(expr)}`)).data?.result ?? [];

@@ -53,6 +53,14 @@ export function start(name: string, command: string, args: string[], cwd?: strin
   return { name, process: child, output: () => output };
 }
 
+/** Debian's Prometheus, which CI installs. */
+export const PROMETHEUS = "/usr/bin/prometheus";
+
+/** A real Prometheus on loopback with `config`, its data in `dataDir`, warnings only, and `flags` besides. */
+export function startPrometheus(config: string, dataDir: string, port: number, flags: string[] = []): Started {
+  return start("prometheus", PROMETHEUS, [`--config.file=${config}`, `--storage.tsdb.path=${dataDir}`, `--web.listen-address=127.0.0.1:${port}`, ...flags, "--log.level=warn"]);
+}
+
 /** SIGTERM to the process group, SIGKILL after 5 s. */
 export async function stop(started: Started): Promise<void> {
   const { process: child } = started;
