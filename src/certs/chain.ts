@@ -52,10 +52,6 @@ export class TrustAnchors {
     }
   }
 
-  get size(): number {
-    return this.#bySubject.size;
-  }
-
   /** Anchors whose subject is `name`. */
   named(name: string): readonly ChainCertificate[] {
     return this.#bySubject.get(name) ?? [];
