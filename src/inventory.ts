@@ -1,11 +1,17 @@
 import { locationId, type Location, type LocationEntry, type LocationUpdate, type SourceKind } from "./model.js";
 
 /**
+ * A location's entry as the inventory holds it. Every replace makes a new entry with a new revision,
+ * so a reader can tell an unchanged location by its revision without keeping the entry.
+ */
+export type HeldEntry = LocationEntry & { readonly revision: number };
+
+/**
  * The single store every source feeds and metrics read. A location is replaced as a whole, so a
  * scrape never sees half of an update, and it disappears only when its source says it is gone.
  */
 export class Inventory {
-  readonly #entries = new Map<string, LocationEntry>();
+  readonly #entries = new Map<string, HeldEntry>();
   #generation = 0;
 
   /** Grows on every change; the Secrets benchmark times an update's arrival by it. */
@@ -18,8 +24,8 @@ export class Inventory {
   }
 
   replace(location: Location, update: LocationUpdate): void {
-    this.#entries.set(locationId(location), { ...update, location: { ...location } });
     this.#generation++;
+    this.#entries.set(locationId(location), { ...update, location: { ...location }, revision: this.#generation });
   }
 
   remove(location: Location): boolean {
@@ -33,11 +39,11 @@ export class Inventory {
     const id = locationId(location);
     const entry = this.#entries.get(id);
     if (!entry || (entry.stale === true) === stale) return;
-    const updated: LocationEntry = { ...entry };
+    this.#generation++;
+    const updated: LocationEntry & { revision: number } = { ...entry, revision: this.#generation };
     if (stale) updated.stale = true;
     else delete updated.stale;
     this.#entries.set(id, updated);
-    this.#generation++;
   }
 
   get(location: Location): LocationEntry | undefined {
@@ -57,7 +63,7 @@ export class Inventory {
     return removed;
   }
 
-  entries(): IterableIterator<LocationEntry> {
+  entries(): IterableIterator<HeldEntry> {
     return this.#entries.values();
   }
 

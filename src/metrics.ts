@@ -1,12 +1,12 @@
-import { Readable, pipeline } from "node:stream";
+import { Readable } from "node:stream";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
-import { createGzip } from "node:zlib";
-import { problemAt } from "./certs/chain.js";
+import { problemAt, problemChangesAt } from "./certs/chain.js";
 import type { CertRecord, CrlRecord } from "./certs/record.js";
 import { truncateLabelValue } from "./certs/truncate.js";
 import type { Health } from "./health.js";
-import type { Inventory } from "./inventory.js";
-import { failureReason, OCSP_STATUSES, type LocationEntry } from "./model.js";
+import { deflatePieceSync, GZIP_HEADER, GzipTrailer, PieceCompressor, type DeflatedPiece } from "./gzip-pieces.js";
+import type { HeldEntry, Inventory } from "./inventory.js";
+import { failureReason, OCSP_STATUSES, type Location, type LocationEntry } from "./model.js";
 import { certificateSelected, DEFAULT_SELECTION, type CertificateFamilyName, type SeriesSelection } from "./series-selection.js";
 
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -45,20 +45,21 @@ const CHUNK_BYTES = 64 * 1024;
 const bytes = (text: string): Buffer => Buffer.from(text, "utf8");
 
 /**
- * One metric family's samples as Buffer chunks, header first once it has a sample. A line is written
- * straight into the chunk, in parts: fixed text copied from Buffers, label values escaped and encoded
- * there, numbers written digit by digit. No string is built per sample: building and flattening them
- * (ropes, joined arrays) was most of a scrape's CPU and its garbage. A line never spans two chunks.
+ * Lines as Buffer chunks, with a family's header first once it has a line, when given one. A line is
+ * written straight into the chunk, in parts: fixed text copied from Buffers, label values escaped and
+ * encoded there, numbers written digit by digit. No string is built per sample: building and
+ * flattening them (ropes, joined arrays) was most of a scrape's CPU and its garbage. A line never
+ * spans two chunks, and no chunk is allocated before the first line.
  */
-class Family {
-  readonly #header: Buffer;
+class LineWriter {
+  /** The header until the first line is written. */
+  #header: Buffer | undefined;
   readonly #full: Buffer[] = [];
-  #chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+  #chunk = Buffer.alloc(0);
   #used = 0;
-  #empty = true;
 
-  constructor(name: string, help: string) {
-    this.#header = bytes(`# HELP ${name} ${help}\n# TYPE ${name} gauge\n`);
+  constructor(header?: Buffer) {
+    this.#header = header;
   }
 
   /** True once a chunk has filled and waits to be taken. */
@@ -79,10 +80,11 @@ class Family {
    * of its own.
    */
   begin(room: number): void {
-    if (this.#empty) {
-      this.#empty = false;
-      this.#reserve(this.#header.length);
-      this.raw(this.#header);
+    const header = this.#header;
+    if (header) {
+      this.#header = undefined;
+      this.#reserve(header.length);
+      this.raw(header);
     }
     this.#reserve(room);
   }
@@ -213,7 +215,7 @@ function locationValues(entry: LocationEntry, maxBytes: number): LocationValues 
 }
 
 /** A certificate's identity labels: the location's, then its own (the same text a location's labels and labelText give). */
-function writeIdentity(out: Family, at: LocationValues, index: number, cert: CertRecord): void {
+function writeIdentity(out: LineWriter, at: LocationValues, index: number, cert: CertRecord): void {
   out.raw(SOURCE);
   out.value(at.source);
   out.raw(NAMESPACE);
@@ -234,7 +236,7 @@ function writeIdentity(out: Family, at: LocationValues, index: number, cert: Cer
 }
 
 /** `cert_info`'s own labels and its value: the light ones always, `subject`, `issuer` and `sans` when selected. */
-function writeInfo(out: Family, cert: CertRecord, info: InfoChoice): void {
+function writeInfo(out: LineWriter, cert: CertRecord, info: InfoChoice): void {
   out.raw(FINGERPRINT);
   out.value(cert.fingerprintSha256);
   if (info.subject) {
@@ -281,13 +283,16 @@ function infoRoom(cert: CertRecord, info: InfoChoice): number {
 const bool = (value: boolean): string => (value ? "1" : "0");
 
 /**
- * The per-certificate families, each one pass over the entries: the bulk of every body. Each is
- * `name{identity} value` but `cert_info`, which has labels of its own and the value 1.
+ * The per-certificate families: the bulk of every body. Each is `name{identity} value` but
+ * `cert_info`, which has labels of its own and the value 1. A line reads only its certificate, and
+ * the clock when `changesAt` says so.
  */
 const CERTIFICATE_FAMILIES: {
   name: CertificateFamilyName;
   help: string;
   value?: (cert: CertRecord, now: number) => number;
+  /** The first time (Unix seconds) after `now` at which the line may read otherwise; never, when absent. */
+  changesAt?: (cert: CertRecord, now: number) => number;
 }[] = [
   {
     name: "cert_not_after_timestamp_seconds",
@@ -303,11 +308,13 @@ const CERTIFICATE_FAMILIES: {
     name: "cert_expires_in_days",
     help: "Days until the certificate's notAfter at scrape time; negative once expired.",
     value: (cert, now) => (cert.notAfter - now) / SECONDS_PER_DAY,
+    changesAt: (_cert, now) => now,
   },
   {
     name: "cert_expired",
     help: "1 when the certificate's notAfter is in the past at scrape time.",
     value: (cert, now) => (cert.notAfter <= now ? 1 : 0),
+    changesAt: (cert, now) => (cert.notAfter > now ? cert.notAfter : Infinity),
   },
   {
     name: "cert_info",
@@ -327,7 +334,7 @@ const SUPERSEDED_FAMILY = {
 };
 
 /** One certificate's line of a per-certificate family: `name{identity} value`, or cert_info's own labels and 1 when there is no `value`. */
-function writeCertificate(family: Family, open: Buffer, at: LocationValues, index: number, cert: CertRecord, value: ((cert: CertRecord, now: number) => number) | undefined, now: number, info: InfoChoice): void {
+function writeCertificate(family: LineWriter, open: Buffer, at: LocationValues, index: number, cert: CertRecord, value: ((cert: CertRecord, now: number) => number) | undefined, now: number, info: InfoChoice): void {
   const room = FIXED_LINE_BYTES + at.room + 3 * (cert.subjectCN.length + cert.issuerCN.length + cert.serial.length);
   family.begin(value ? room : room + infoRoom(cert, info));
   family.raw(open);
@@ -361,6 +368,8 @@ interface LocationFamily {
   help: string;
   /** The line of an entry (`at`: its location's labels; `now`: Unix seconds), or nothing; reads only what hasLocationFacts checks. */
   sample: (entry: LocationEntry, at: string, now: number) => string | undefined;
+  /** The first time after `now` at which the entry's line may read otherwise; never, when absent. */
+  changesAt?: (entry: LocationEntry, now: number) => number;
 }
 
 /** One sample per CRL of a location that has a value, labelled with the CRL's index and issuer CN; undefined when none. */
@@ -490,43 +499,241 @@ const LOCATION_FAMILIES: LocationFamily[] = [
     name: "cert_chain_problem",
     help: "The first problem of a presented bundle's chain from its leaf to a trust anchor, or none; always 1.",
     sample: ({ chain }, at, now) => chain && `cert_chain_problem{${at},problem="${problemAt(chain, now)}"} 1\n`,
+    changesAt: ({ chain }, now) => (chain ? problemChangesAt(chain, now) : Infinity),
   },
 ];
 
 /**
- * One family, one pass over the entries: its chunks as they fill. It yields to the event loop after
- * every chunk it fills, and after SLICE_MS of rendering that filled none: a scraper that reads as
- * fast as the render writes never pushes back, and would otherwise keep every other request waiting
- * for whole renders.
+ * Segments: runs of consecutive entries of a scrape's snapshot, the unit by which a gzip body's
+ * pieces are kept between scrapes. A location whose identity hashes to a boundary starts one, so a
+ * location added or removed changes its own segment's pieces, not those of every segment after it.
+ * A segment also ends at SEGMENT_MAX_ENTRIES entries or SEGMENT_MAX_CERTIFICATES certificates, which
+ * bound one piece's render and text whatever the names.
  */
-async function* familyChunks(family: Family, entries: readonly LocationEntry[], addSamples: (entry: LocationEntry) => void): AsyncGenerator<Buffer> {
+const SEGMENT_BOUNDARY_MASK = 255;
+const SEGMENT_MAX_ENTRIES = 1024;
+const SEGMENT_MAX_CERTIFICATES = 2048;
+
+interface Segment {
+  /** Entries start to end − 1 of the snapshot. */
+  readonly start: number;
+  readonly end: number;
+}
+
+/** FNV-1a over the text, then a separator, so that ("ab", "c") and ("a", "bc") differ. */
+function mixText(hash: number, text: string): number {
+  let h = hash;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return Math.imul(h ^ 0xff, 0x01000193);
+}
+
+/** A hash of a location's namespace, name and key, its bits mixed (MurmurHash3's finaliser) so that the low ones depend on all. */
+function locationHash({ namespace, name, key }: Location): number {
+  let h = mixText(mixText(mixText(0x811c9dc5, namespace), name), key);
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** Cuts the snapshot into segments, yielding to the event loop as a render does. */
+async function segmentsOf(entries: readonly HeldEntry[]): Promise<Segment[]> {
+  const segments: Segment[] = [];
+  let start = 0;
+  let certificates = 0;
   let sliceStarted = performance.now();
   for (let i = 0; i < entries.length; i++) {
-    addSamples(entries[i] as LocationEntry);
-    if (family.filled || ((i & CLOCK_MASK) === CLOCK_MASK && performance.now() - sliceStarted >= SLICE_MS)) {
-      yield* family.takeFull();
+    const entry = entries[i] as HeldEntry;
+    const count = entry.certificates.length;
+    if (i > start && ((locationHash(entry.location) & SEGMENT_BOUNDARY_MASK) === 0 || i - start >= SEGMENT_MAX_ENTRIES || certificates + count > SEGMENT_MAX_CERTIFICATES)) {
+      segments.push({ start, end: i });
+      start = i;
+      certificates = 0;
+    }
+    certificates += count;
+    if ((i & CLOCK_MASK) === CLOCK_MASK && performance.now() - sliceStarted >= SLICE_MS) {
       await yieldToEventLoop();
       sliceStarted = performance.now();
     }
   }
-  yield* family.finish();
+  if (entries.length > start) segments.push({ start, end: entries.length });
+  return segments;
+}
+
+/** What one scrape renders: the snapshot, its segments, the clock and the families it sends. */
+interface Scrape {
+  readonly entries: readonly HeldEntry[];
+  readonly segments: readonly Segment[];
+  /** Unix seconds when the scrape started: days left and expiry are computed from it. */
+  readonly now: number;
+  readonly families: readonly ExposedFamily[];
+  /** The selection and label limit the families were made from: pieces kept under another are not sent. */
+  readonly signature: string;
+  /** Per segment, per location family, the entries with a sample in it, found once when first asked. */
+  readonly samples: Map<Segment, LocationEntry[][]>;
+}
+
+/** One family as a scrape sends it: its header, and the lines of a segment's entries. */
+interface ExposedFamily {
+  readonly header: Buffer;
+  /** Writes the segment's lines; returns the first time (Unix seconds) after the scrape's at which they may read otherwise. */
+  write(out: LineWriter, scrape: Scrape, segment: Segment): number;
+}
+
+/** A family's header, encoded once. */
+const HEADERS = new Map<string, Buffer>();
+function headerOf(name: string, help: string): Buffer {
+  let header = HEADERS.get(name);
+  if (!header) HEADERS.set(name, (header = bytes(`# HELP ${name} ${help}\n# TYPE ${name} gauge\n`)));
+  return header;
+}
+
+/** The families a selection sends, in the order they are exposed. */
+function exposedFamilies({ certificateFamilies, infoLabels, leafOnly, markSuperseded }: SeriesSelection, maxBytes: number): ExposedFamily[] {
+  const info: InfoChoice = { subject: infoLabels.includes("subject"), issuer: infoLabels.includes("issuer"), sans: infoLabels.includes("sans") };
+  const families: ExposedFamily[] = [];
+  for (const { name, help, value, changesAt } of CERTIFICATE_FAMILIES) {
+    if (!certificateFamilies.includes(name)) continue;
+    const open = bytes(`${name}{`);
+    families.push({
+      header: headerOf(name, help),
+      write(out, { entries, now }, { start, end }) {
+        let changes = Infinity;
+        for (let e = start; e < end; e++) {
+          const entry = entries[e] as HeldEntry;
+          const certificates = entry.certificates;
+          if (certificates.length === 0) continue;
+          const at = locationValues(entry, maxBytes);
+          for (let index = 0; index < certificates.length; index++) {
+            const cert = certificates[index] as CertRecord;
+            // The index stays the certificate's place in its location, so a leaf keeps its identity.
+            if (!certificateSelected(leafOnly, cert.isCA, index)) continue;
+            writeCertificate(out, open, at, index, cert, value, now, info);
+            if (changesAt) changes = Math.min(changes, changesAt(cert, now));
+          }
+        }
+        return changes;
+      },
+    });
+  }
+  if (markSuperseded) {
+    const { name, help, value } = SUPERSEDED_FAMILY;
+    const open = bytes(`${name}{`);
+    families.push({
+      header: headerOf(name, help),
+      write(out, { entries, now }, { start, end }) {
+        for (let e = start; e < end; e++) {
+          const entry = entries[e] as HeldEntry;
+          if (!entry.superseded) continue;
+          const at = locationValues(entry, maxBytes);
+          for (const index of entry.superseded) {
+            const cert = entry.certificates[index] as CertRecord;
+            // A certificate not sent is not marked either.
+            if (certificateSelected(leafOnly, cert.isCA, index)) writeCertificate(out, open, at, index, cert, value, now, info);
+          }
+        }
+        return Infinity;
+      },
+    });
+  }
+  LOCATION_FAMILIES.forEach(({ name, help, sample, changesAt }, f) => {
+    families.push({
+      header: headerOf(name, help),
+      write(out, scrape, segment) {
+        let changes = Infinity;
+        for (const entry of (samplesOf(scrape, segment)[f] as LocationEntry[])) {
+          const line = sample(entry, locationLabels(entry, maxBytes), scrape.now);
+          if (line) out.add(line);
+          if (changesAt) changes = Math.min(changes, changesAt(entry, scrape.now));
+        }
+        return changes;
+      },
+    });
+  });
+  return families;
 }
 
 /**
- * Renders the inventory and the exporter's own metrics as a stream of Buffer chunks.
+ * The segment's entries with a sample in each per-location family. Most locations have none in any:
+ * one pass finds those that have one (asked without their labels, built only for a location that has
+ * a sample), and each family goes over its own. A pass of each family over every entry made V8
+ * recompile the loop for each family's sample and cost 4 s of CPU a scrape at 200,000 locations.
+ */
+function samplesOf(scrape: Scrape, segment: Segment): LocationEntry[][] {
+  let lists = scrape.samples.get(segment);
+  if (lists) return lists;
+  lists = LOCATION_FAMILIES.map(() => []);
+  for (let e = segment.start; e < segment.end; e++) {
+    const entry = scrape.entries[e] as HeldEntry;
+    if (!hasLocationFacts(entry)) continue;
+    for (let f = 0; f < LOCATION_FAMILIES.length; f++) if ((LOCATION_FAMILIES[f] as LocationFamily).sample(entry, "", scrape.now)) (lists[f] as LocationEntry[]).push(entry);
+  }
+  scrape.samples.set(segment, lists);
+  return lists;
+}
+
+/** A piece of a gzip body: one family's lines of one segment, compressed, and how long it holds. */
+interface PieceSlot {
+  /** Bytes of its text; 0 for a segment with no line in the family, which has no piece. */
+  readonly length: number;
+  /** The piece, or its compression while in flight (the slot then takes the piece, and the promise goes). */
+  piece: DeflatedPiece | Promise<DeflatedPiece>;
+  /** The clock (Unix seconds) it was rendered at, and the first time its text may read otherwise. */
+  readonly renderedAt: number;
+  readonly validUntil: number;
+}
+
+/** The slot of every segment with no line in a family: such a segment has nothing that reads the clock either. */
+const NO_LINES: PieceSlot = { length: 0, piece: { deflated: Buffer.alloc(0), crc: 0, length: 0 }, renderedAt: -Infinity, validUntil: Infinity };
+
+/**
+ * A segment's pieces, one slot per family, kept while its entries are the same objects. Revisions in
+ * a typed array: the heap of a large inventory is mostly its state, and kept pieces should not add to it.
+ */
+interface CachedSegment {
+  readonly revisions: Float64Array;
+  readonly pieces: (PieceSlot | undefined)[];
+}
+
+function sameRevisions(revisions: Float64Array, entries: readonly HeldEntry[], { start, end }: Segment): boolean {
+  if (revisions.length !== end - start) return false;
+  for (let e = start; e < end; e++) if ((entries[e] as HeldEntry).revision !== revisions[e - start]) return false;
+  return true;
+}
+
+/** Compressed pieces in flight at once: the thread pool compresses them while the event loop renders the next. */
+const PIECES_IN_FLIGHT = 4;
+
+/** Each family's header as a compressed piece, made once. */
+const HEADER_PIECES = new Map<Buffer, DeflatedPiece>();
+function headerPiece(header: Buffer): DeflatedPiece {
+  let piece = HEADER_PIECES.get(header);
+  if (!piece) HEADER_PIECES.set(header, (piece = deflatePieceSync(header, METRICS_GZIP_LEVEL)));
+  return piece;
+}
+
+/**
+ * Renders the inventory and the exporter's own metrics as a stream of Buffer chunks, plain or gzip.
  *
- * Each family is one pass over the entries, and its chunks go to the scraper as they fill, so a
- * scrape holds a few chunks rather than the whole body (71 MiB for 60,000 certificates) and sending
- * overlaps rendering. All passes of one scrape walk the same snapshot of the entries, so a location
- * changed during a scrape is in every family as it was or in none. Nothing is kept between scrapes;
- * days left are computed from the clock when the scrape starts. Destroying the stream stops the
- * render at its next chunk or slice.
+ * Each family is one pass over the entries, segment by segment, and its chunks go to the scraper as
+ * they fill, so a scrape holds a few chunks rather than the whole body (71 MiB for 60,000
+ * certificates) and sending overlaps rendering. Every pass of one scrape walks the same snapshot of
+ * the entries, so a location changed during a scrape is in every family as it was or in none. Days
+ * left are computed from the clock when the scrape starts. Destroying the stream stops the render at
+ * its next chunk or slice.
+ *
+ * A gzip body is made of pieces, one per family and segment, compressed apart (src/gzip-pieces.ts),
+ * and the renderer keeps the last body's pieces: a segment whose entries are the objects they were
+ * (a changed location is a new object) sends its pieces again without rendering or compressing, but
+ * for lines that read the clock, rendered again once they may have changed. Between scrapes it holds
+ * about the compressed body, and a revision number per location; no plain text.
  */
 export class MetricsRenderer {
   readonly #inventory: Inventory;
   readonly #health: Health;
   readonly #maxLabelValueLength: number;
   readonly #selection: () => SeriesSelection;
+  /** The pieces of the last gzip body, by the revision of each segment's first entry, and the families they were rendered for. */
+  #kept: { signature: string; segments: Map<number, CachedSegment> } = { signature: "", segments: new Map() };
 
   /**
    * `maxLabelValueLength`: limits.maxLabelValueLength, bytes of one label value. `selection`: the
@@ -540,8 +747,9 @@ export class MetricsRenderer {
   }
 
   /** The whole exposition as a stream, rendered as the scraper reads it. */
-  stream(format: ExpositionFormat = "prometheus"): Readable {
-    return Readable.from(this.#exposition(format), { objectMode: false, highWaterMark: CHUNK_BYTES });
+  stream(format: ExpositionFormat = "prometheus", encoding: "identity" | "gzip" = "identity"): Readable {
+    const chunks = encoding === "gzip" ? this.#gzipExposition(format) : this.#exposition(format);
+    return Readable.from(chunks, { objectMode: false, highWaterMark: CHUNK_BYTES });
   }
 
   /** The whole exposition, collected. */
@@ -550,80 +758,145 @@ export class MetricsRenderer {
   }
 
   /** The inventory's series alone, without the exporter's own metrics, collected. */
-  renderCertificates(now = Date.now() / 1000): Promise<Buffer[]> {
-    return collect(this.#inventoryChunks(now));
+  async renderCertificates(now = Date.now() / 1000): Promise<Buffer[]> {
+    return collect(this.#plainChunks(await this.#scrape(now)));
+  }
+
+  async #scrape(now: number): Promise<Scrape> {
+    const entries = [...this.#inventory.entries()];
+    const selection = this.#selection();
+    const maxBytes = this.#maxLabelValueLength;
+    return {
+      entries,
+      segments: await segmentsOf(entries),
+      now,
+      families: exposedFamilies(selection, maxBytes),
+      signature: JSON.stringify([selection, maxBytes]),
+      samples: new Map(),
+    };
+  }
+
+  /** The exporter's own metrics: prom-client closes an OpenMetrics body with "# EOF", so they go last. */
+  async #ownMetrics(format: ExpositionFormat): Promise<Buffer> {
+    const registry = format === "openmetrics" ? this.#health.openMetrics : this.#health.prometheus;
+    return Buffer.from(await registry.metrics(), "utf8");
   }
 
   async *#exposition(format: ExpositionFormat): AsyncGenerator<Buffer> {
     const started = performance.now();
-    yield* this.#inventoryChunks(Date.now() / 1000);
+    yield* this.#plainChunks(await this.#scrape(Date.now() / 1000));
     this.#health.renderDuration.set((performance.now() - started) / 1000);
-    const registry = format === "openmetrics" ? this.#health.openMetrics : this.#health.prometheus;
-    // prom-client closes an OpenMetrics body with "# EOF", so its part goes last.
-    yield Buffer.from(await registry.metrics(), "utf8");
+    yield await this.#ownMetrics(format);
   }
 
-  async *#inventoryChunks(now: number): AsyncGenerator<Buffer> {
-    const entries = [...this.#inventory.entries()];
-    const maxBytes = this.#maxLabelValueLength;
-    const { certificateFamilies, infoLabels: optional, leafOnly, markSuperseded } = this.#selection();
-    const info: InfoChoice = { subject: optional.includes("subject"), issuer: optional.includes("issuer"), sans: optional.includes("sans") };
-    // Every label is written again in each family's pass rather than kept for the scrape: kept, the
-    // labels of 300,000 certificates took about 100 MiB of heap; written, they cost less CPU than
-    // building them once did (docs/benchmarks.md).
-    for (const { name, help, value } of CERTIFICATE_FAMILIES) {
-      if (!certificateFamilies.includes(name)) continue;
-      const family = new Family(name, help);
-      const open = bytes(`${name}{`);
-      yield* familyChunks(family, entries, (entry) => {
-        const certificates = entry.certificates;
-        if (certificates.length === 0) return;
-        const at = locationValues(entry, maxBytes);
-        for (let index = 0; index < certificates.length; index++) {
-          const cert = certificates[index] as CertRecord;
-          // The index stays the certificate's place in its location, so a leaf keeps its identity.
-          if (certificateSelected(leafOnly, cert.isCA, index)) writeCertificate(family, open, at, index, cert, value, now, info);
-        }
-      });
-    }
-    if (markSuperseded) {
-      const { name, help, value } = SUPERSEDED_FAMILY;
-      const family = new Family(name, help);
-      const open = bytes(`${name}{`);
-      yield* familyChunks(family, entries, (entry) => {
-        const superseded = entry.superseded;
-        if (!superseded) return;
-        const at = locationValues(entry, maxBytes);
-        for (const index of superseded) {
-          const cert = entry.certificates[index] as CertRecord;
-          // A certificate not sent is not marked either.
-          if (certificateSelected(leafOnly, cert.isCA, index)) writeCertificate(family, open, at, index, cert, value, now, info);
-        }
-      });
-    }
-    // Most locations have no sample in any per-location family: one pass finds those that have one
-    // in each (asked without their labels, which are built only for a location that has a sample),
-    // and each family goes over its own. A pass of each family over every entry made V8 recompile
-    // the loop for each family's sample and cost 4 s of CPU a scrape at 200,000 locations.
-    const withSamples: LocationEntry[][] = LOCATION_FAMILIES.map(() => []);
+  /**
+   * Family by family, segment by segment. It yields to the event loop after every chunk it fills, and
+   * after SLICE_MS of rendering that filled none: a scraper that reads as fast as the render writes
+   * never pushes back, and would otherwise keep every other request waiting for whole renders.
+   */
+  async *#plainChunks(scrape: Scrape): AsyncGenerator<Buffer> {
     let sliceStarted = performance.now();
-    for (let i = 0; i < entries.length; i++) {
-      const entry = entries[i] as LocationEntry;
-      if (hasLocationFacts(entry)) {
-        for (let f = 0; f < LOCATION_FAMILIES.length; f++) if ((LOCATION_FAMILIES[f] as LocationFamily).sample(entry, "", now)) (withSamples[f] as LocationEntry[]).push(entry);
+    for (const family of scrape.families) {
+      const out = new LineWriter(family.header);
+      for (const segment of scrape.segments) {
+        family.write(out, scrape, segment);
+        if (out.filled || performance.now() - sliceStarted >= SLICE_MS) {
+          yield* out.takeFull();
+          await yieldToEventLoop();
+          sliceStarted = performance.now();
+        }
       }
-      if ((i & CLOCK_MASK) === CLOCK_MASK && performance.now() - sliceStarted >= SLICE_MS) {
-        await yieldToEventLoop();
-        sliceStarted = performance.now();
+      yield* out.finish();
+    }
+  }
+
+  async *#gzipExposition(format: ExpositionFormat): AsyncGenerator<Buffer> {
+    const started = performance.now();
+    const trailer = new GzipTrailer();
+    const send = async (piece: DeflatedPiece | Promise<DeflatedPiece>): Promise<Buffer> => {
+      const done = await piece;
+      trailer.add(done);
+      return done.deflated;
+    };
+    yield GZIP_HEADER;
+    const scrape = await this.#scrape(Date.now() / 1000);
+    const kept = this.#keptSegments(scrape);
+    const compressor = new PieceCompressor(METRICS_GZIP_LEVEL);
+    try {
+      yield* this.#gzipPieces(scrape, kept, compressor, send);
+      this.#health.renderDuration.set((performance.now() - started) / 1000);
+      yield await send(compressor.compress([await this.#ownMetrics(format)]));
+    } finally {
+      compressor.close();
+    }
+    yield trailer.end();
+  }
+
+  /** Every family's pieces, in order, the kept ones as they are and the others rendered and compressed. */
+  async *#gzipPieces(scrape: Scrape, kept: readonly CachedSegment[], compressor: PieceCompressor, send: (piece: DeflatedPiece | Promise<DeflatedPiece>) => Promise<Buffer>): AsyncGenerator<Buffer> {
+    const inFlight: (DeflatedPiece | Promise<DeflatedPiece>)[] = [];
+    let sliceStarted = performance.now();
+    for (const [f, family] of scrape.families.entries()) {
+      let headerSent = false;
+      for (const [s, segment] of scrape.segments.entries()) {
+        const slot = this.#slot(kept[s] as CachedSegment, f, family, scrape, segment, compressor);
+        if (slot.length === 0) continue;
+        if (!headerSent) {
+          inFlight.push(headerPiece(family.header));
+          headerSent = true;
+        }
+        inFlight.push(slot.piece);
+        while (inFlight.length > PIECES_IN_FLIGHT) yield await send(inFlight.shift() as DeflatedPiece | Promise<DeflatedPiece>);
+        if (performance.now() - sliceStarted >= SLICE_MS) {
+          await yieldToEventLoop();
+          sliceStarted = performance.now();
+        }
       }
     }
-    for (const [f, { name, help, sample }] of LOCATION_FAMILIES.entries()) {
-      const family = new Family(name, help);
-      yield* familyChunks(family, withSamples[f] as LocationEntry[], (entry) => {
-        const line = sample(entry, locationLabels(entry, maxBytes), now);
-        if (line) family.add(line);
-      });
-    }
+    for (const piece of inFlight) yield await send(piece);
+  }
+
+  /** The kept pieces of each of the scrape's segments (empty for a new or changed one); from now on, the only ones kept. */
+  #keptSegments({ entries, segments, signature }: Scrape): CachedSegment[] {
+    const previous = this.#kept.signature === signature ? this.#kept.segments : new Map<number, CachedSegment>();
+    const next = new Map<number, CachedSegment>();
+    const kept = segments.map((segment) => {
+      const first = (entries[segment.start] as HeldEntry).revision;
+      let cached = previous.get(first);
+      if (!cached || !sameRevisions(cached.revisions, entries, segment)) {
+        const revisions = new Float64Array(segment.end - segment.start);
+        for (let e = segment.start; e < segment.end; e++) revisions[e - segment.start] = (entries[e] as HeldEntry).revision;
+        cached = { revisions, pieces: [] };
+      }
+      next.set(first, cached);
+      return cached;
+    });
+    this.#kept = { signature, segments: next };
+    return kept;
+  }
+
+  /** The segment's piece of a family: the kept one while it holds, else rendered now and compressed on the thread pool. */
+  #slot(cached: CachedSegment, f: number, family: ExposedFamily, scrape: Scrape, segment: Segment, compressor: PieceCompressor): PieceSlot {
+    const now = scrape.now;
+    const kept = cached.pieces[f];
+    if (kept && kept.renderedAt <= now && now < kept.validUntil) return kept;
+    const out = new LineWriter();
+    const validUntil = family.write(out, scrape, segment);
+    const chunks = out.finish();
+    const length = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+    if (length === 0) return (cached.pieces[f] = NO_LINES);
+    const compressing = compressor.compress(chunks);
+    // Lines that never read the clock hold whatever it says, even if it is set back.
+    const slot: PieceSlot = { length, piece: compressing, renderedAt: validUntil === Infinity ? -Infinity : now, validUntil };
+    cached.pieces[f] = slot;
+    compressing.then(
+      (piece) => (slot.piece = piece),
+      // A piece that failed is not kept; its error reaches the scrape that awaits it.
+      () => {
+        if (cached.pieces[f] === slot) cached.pieces[f] = undefined;
+      },
+    );
+    return slot;
   }
 }
 
@@ -659,16 +932,4 @@ export function acceptsGzip(acceptEncoding: string | undefined): boolean {
     if (coding === "*") wildcard = accepted;
   }
   return wildcard;
-}
-
-/**
- * `body` compressed as it streams. Backpressure passes through, and destroying the result (or an
- * error on either side) destroys both, so a scraper that leaves still stops the render. Another
- * `level` is for the benchmark that chose this one.
- */
-export function gzipped(body: Readable, level = METRICS_GZIP_LEVEL): Readable {
-  const gzip = createGzip({ level });
-  // The error, if any, reaches whoever reads the gzip stream; nothing more to do here.
-  pipeline(body, gzip, () => undefined);
-  return gzip;
 }

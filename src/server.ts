@@ -7,7 +7,7 @@ import type { Config } from "./config.js";
 import type { Health } from "./health.js";
 import type { Inventory } from "./inventory.js";
 import type { Logger } from "./log.js";
-import { MetricsRenderer, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, acceptsGzip, gzipped, negotiateFormat, type ExpositionFormat } from "./metrics.js";
+import { MetricsRenderer, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, acceptsGzip, negotiateFormat, type ExpositionFormat } from "./metrics.js";
 import { TokenBucket } from "./rate-limit.js";
 import type { ProbeEndpoint, ProbeEndpointDeps } from "./probe-endpoint.js";
 import type { SeriesSelection } from "./series-selection.js";
@@ -183,19 +183,17 @@ export function buildServer({ inventory, health, log, http, maxLabelValueLength,
       return reply; // the client left while waiting: nobody to answer
     }
     const format = negotiateFormat(request.headers.accept);
-    const body = renderer.stream(format);
+    const body = renderer.stream(format, negotiateGzip(request.headers["accept-encoding"], reply) ? "gzip" : "identity");
     // The slot is free once the render has stopped, not merely once the response has.
     body.once("close", release);
-    const sent = negotiateGzip(request.headers["accept-encoding"], reply) ? gzipped(body) : body;
     lifetime.addEventListener("abort", () => {
       if (!reply.raw.writableFinished) {
         if (lifetime.reason instanceof ScrapeDeadlineError) request.log.info({ deadlineSeconds }, "scrape cut off at its deadline");
         reply.raw.destroy();
       }
-      sent.destroy();
       body.destroy();
     }, { once: true });
-    return reply.type(contentType(format)).send(sent);
+    return reply.type(contentType(format)).send(body);
   });
 
   if (probes) {

@@ -64,6 +64,13 @@ export function problemAt(health: ChainHealth, nowSeconds: number): ChainProblem
   return nowSeconds < health.links.notBefore || nowSeconds >= health.links.notAfter ? "expired_link" : "none";
 }
 
+/** The first time after `nowSeconds` at which problemAt may answer otherwise: when a link's shared validity starts or ends. */
+export function problemChangesAt(health: ChainHealth, nowSeconds: number): number {
+  if (health.problem !== "none" || !health.links) return Infinity;
+  if (nowSeconds < health.links.notBefore) return health.links.notBefore;
+  return nowSeconds < health.links.notAfter ? health.links.notAfter : Infinity;
+}
+
 type Found = { issuer: ChainCertificate } | { nameOnly: true } | undefined;
 
 /** The first of `candidates` (by name) that signed `cert`; `nameOnly` when some had its issuer's name but none signed it. */
