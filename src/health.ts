@@ -117,10 +117,10 @@ export class Health extends HealthState {
       labelNames: ["source"],
       registers,
       collect() {
+        // From the inventory's running counts: a pass over 200,000 locations here, prom-client's inc
+        // for each, was 100–170 ms of every scrape without a yield.
         this.reset();
-        for (const entry of inventory.entries()) {
-          this.inc({ source: entry.location.source }, entry.certificates.length);
-        }
+        for (const [source, count] of inventory.certificatesBySource()) this.set({ source }, count);
       },
     });
     this.openMetrics = openMetricsRegistry(this.prometheus);

@@ -12,6 +12,12 @@ export type HeldEntry = LocationEntry & { readonly revision: number };
  */
 export class Inventory {
   readonly #entries = new Map<string, HeldEntry>();
+  /**
+   * Locations and certificates held per source, kept as entries come and go: a scrape reads them
+   * without a pass over the entries. A source is here while it holds a location, even one without
+   * certificates.
+   */
+  readonly #perSource = new Map<SourceKind, { locations: number; certificates: number }>();
   #generation = 0;
 
   /** Grows on every change; the Secrets benchmark times an update's arrival by it. */
@@ -24,14 +30,22 @@ export class Inventory {
   }
 
   replace(location: Location, update: LocationUpdate): void {
+    const id = locationId(location);
+    this.#count(this.#entries.get(id), -1);
     this.#generation++;
-    this.#entries.set(locationId(location), { ...update, location: { ...location }, revision: this.#generation });
+    const entry: HeldEntry = { ...update, location: { ...location }, revision: this.#generation };
+    this.#entries.set(id, entry);
+    this.#count(entry, 1);
   }
 
   remove(location: Location): boolean {
-    const removed = this.#entries.delete(locationId(location));
-    if (removed) this.#generation++;
-    return removed;
+    const id = locationId(location);
+    const entry = this.#entries.get(id);
+    if (!entry) return false;
+    this.#entries.delete(id);
+    this.#count(entry, -1);
+    this.#generation++;
+    return true;
   }
 
   /** Marks a location's last-known entry stale, or current again; nothing when it is not held. */
@@ -56,6 +70,7 @@ export class Inventory {
     for (const [id, entry] of this.#entries) {
       if (entry.location.source === source && !keep(id, entry.location)) {
         this.#entries.delete(id);
+        this.#count(entry, -1);
         removed++;
       }
     }
@@ -69,7 +84,22 @@ export class Inventory {
 
   certificateCount(): number {
     let count = 0;
-    for (const entry of this.#entries.values()) count += entry.certificates.length;
+    for (const held of this.#perSource.values()) count += held.certificates;
     return count;
+  }
+
+  /** Certificates held per source, for every source that holds a location. */
+  *certificatesBySource(): IterableIterator<[SourceKind, number]> {
+    for (const [source, held] of this.#perSource) yield [source, held.certificates];
+  }
+
+  #count(entry: LocationEntry | undefined, sign: 1 | -1): void {
+    if (!entry) return;
+    const { source } = entry.location;
+    const held = this.#perSource.get(source) ?? { locations: 0, certificates: 0 };
+    held.locations += sign;
+    held.certificates += sign * entry.certificates.length;
+    if (held.locations === 0) this.#perSource.delete(source);
+    else this.#perSource.set(source, held);
   }
 }

@@ -54,3 +54,27 @@ t.test("a stored location is a copy: mutating the caller's object changes nothin
   t.ok(inventory.get(at("/a.pem")));
   t.notOk(inventory.get(at("/elsewhere")));
 });
+
+t.test("certificates per source follow every replace, removal, prune and stale mark, and a source without certificates still counts 0", async (t) => {
+  const inventory = new Inventory();
+  const file = (name: string) => ({ source: "file" as const, namespace: "", name, key: "" });
+  const secret = (name: string) => ({ source: "secret" as const, namespace: "ns", name, key: "tls.crt" });
+  const counts = () => Object.fromEntries(inventory.certificatesBySource());
+  inventory.replace(file("/a.pem"), { certificates: [record(), record()] });
+  inventory.replace(file("/b.pem"), { certificates: [record()] });
+  inventory.replace(secret("s1"), { certificates: [record()] });
+  t.same(counts(), { file: 3, secret: 1 });
+  inventory.replace(file("/a.pem"), { certificates: [record()] });
+  t.same(counts(), { file: 2, secret: 1 }, "a replace counts the new certificates, not both");
+  inventory.setStale(secret("s1"), true);
+  t.same(counts(), { file: 2, secret: 1 }, "a stale mark keeps the certificates");
+  inventory.replace(file("/b.pem"), { certificates: [], error: { reason: "not_found", message: "gone" } });
+  inventory.remove(file("/a.pem"));
+  t.same(counts(), { file: 0, secret: 1 }, "a source that holds a location without certificates counts 0");
+  t.equal(inventory.prune("secret", () => false), 1);
+  t.same(counts(), { file: 0 }, "a source with no location left is gone");
+  t.equal(inventory.remove(file("/b.pem")), true);
+  t.equal(inventory.remove(file("/b.pem")), false);
+  t.same(counts(), {});
+  t.equal(inventory.certificateCount(), 0);
+});
