@@ -1,6 +1,7 @@
 import t from "tap";
 import { CertReadError } from "../src/errors.js";
 import { ParseCache } from "../src/certs/cache.js";
+import { Lru } from "../src/certs/lru.js";
 import * as parser from "../src/certs/parse.js";
 import { makeCert, privateKeyPem } from "../scripts/certgen.js";
 
@@ -80,23 +81,36 @@ t.test("errors are cached too", async (t) => {
   t.equal(cache.hits, 2);
 });
 
-t.test("LRU bound: the least recently used entry goes first", async (t) => {
-  const cache = new ParseCache(2);
-  cache.parse(a); // miss: [a]
-  cache.parse(b); // miss: [a, b]
-  cache.parse(a); // hit:  [b, a]
-  cache.parse(c); // miss, evicts b: [a, c]
-  t.equal(cache.size, 2);
+t.test("LRU bound: never more than maxEntries, and the recently used half always kept", async (t) => {
+  const cache = new ParseCache(4);
+  cache.parse(a);
+  cache.parse(b); // a full generation (2): [a, b] become the previous one
+  cache.parse(a); // hit: a moves to the current generation
+  cache.parse(c); // miss: the current generation [a, c] is full and becomes the previous; b is dropped
   t.same([cache.hits, cache.misses], [1, 3]);
-  cache.parse(a); // hit: [c, a]
-  t.same([cache.hits, cache.misses], [2, 3], "a survived: it was used more recently than b");
-  cache.parse(b); // miss, evicts c: [a, b]
-  t.same([cache.hits, cache.misses], [2, 4], "b was evicted");
-  cache.parse(c); // miss, evicts a: [b, c]
-  t.same([cache.hits, cache.misses], [2, 5], "c was evicted by b");
-  cache.parse(b);
-  t.same([cache.hits, cache.misses], [3, 5]);
   t.equal(cache.size, 2);
+  cache.parse(a);
+  t.same([cache.hits, cache.misses], [2, 3], "a survived: it was used after b");
+  cache.parse(b);
+  t.same([cache.hits, cache.misses], [2, 4], "b was dropped with its generation");
+});
+
+t.test("LRU against a model: the bound holds and the last ⌊max/2⌋ keys used are always there", async (t) => {
+  const max = 10;
+  const lru = new Lru<number>(max);
+  const used: string[] = [];
+  let state = 7;
+  for (let op = 0; op < 5000; op++) {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    const key = `k${state % 37}`;
+    if (state % 3 === 0) lru.set(key, state);
+    else if (lru.get(key) === undefined) lru.set(key, state);
+    used.push(key);
+    if (lru.size > max) t.fail(`${lru.size} keys held after operation ${op}`);
+    const recent = [...new Set(used.slice(-Math.floor(max / 2)).reverse())];
+    for (const kept of recent) if (lru.get(kept) === undefined) t.fail(`${kept}, one of the last ${max / 2} keys used, was dropped at operation ${op}`);
+  }
+  t.ok(lru.size <= max);
 });
 
 t.test("maxEntries 0 disables caching", async (t) => {
