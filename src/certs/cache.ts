@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { CertReadError } from "../errors.js";
 import type { Tlv } from "./der.js";
 import { decodeCertificate } from "./decode.js";
@@ -62,7 +62,7 @@ export class ParseCache {
   readonly #certificates: Lru<CertRecord>;
   readonly #decode = (buf: Uint8Array, tlv: Tlv): CertRecord => {
     // The key is the certificate's SHA-256 fingerprint, which the record then reuses.
-    const fingerprint = createHash("sha256").update(buf.subarray(tlv.start, tlv.end)).digest("hex");
+    const fingerprint = hash("sha256", buf.subarray(tlv.start, tlv.end), "hex");
     let record = this.#certificates.get(fingerprint);
     if (!record) {
       record = frozen(bounded(decodeCertificate(buf, tlv, fingerprint), this.limits.maxLabelValueLength));
@@ -123,7 +123,7 @@ export class ParseCache {
       this.#misses++;
       return withBoundedCrls(parseCertificates(bytes, format, options), this.limits.maxLabelValueLength);
     }
-    const key = createHash("sha256").update(bytes).digest("base64") + format;
+    const key = hash("sha256", bytes, "base64") + format;
     const hit = this.#entries.get(key);
     if (hit) {
       this.#hits++;

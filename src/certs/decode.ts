@@ -3,7 +3,7 @@
  * Only the fields the record needs are read; signatures are not verified (that is the TLS
  * prober's job), so this is a reader of facts, not a validator.
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { CertRecord } from "./record.js";
 import { DerError, TAG, type Tlv, asBuffer, children, decodeOid, decodeTime, expect, hex, readTlv } from "./der.js";
 import { type DecodedName, decodeName, decodeString } from "./dn.js";
@@ -368,7 +368,7 @@ export function decodeCertificate(bytes: Uint8Array, cert: Tlv, fingerprintSha25
     isCA,
     keyUsage,
     extendedKeyUsage,
-    fingerprintSha256: fingerprintSha256 ?? createHash("sha256").update(buf.subarray(cert.start, cert.end)).digest("hex"),
+    fingerprintSha256: fingerprintSha256 ?? hash("sha256", buf.subarray(cert.start, cert.end), "hex"),
     keyAlgorithm,
     keyBits,
     signatureAlgorithm: signatureName(buf, sigAlg),

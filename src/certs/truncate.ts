@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 /**
  * Cuts a label value to at most `maxBytes` bytes of UTF-8. A cut value ends in a visible marker and
@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 export function truncateLabelValue(value: string, maxBytes: number): string {
   // Fast path: no UTF-16 unit takes more than 3 UTF-8 bytes.
   if (value.length * 3 <= maxBytes || Buffer.byteLength(value, "utf8") <= maxBytes) return value;
-  const suffix = `…#${createHash("sha256").update(value, "utf8").digest("hex").slice(0, 12)}`;
+  const suffix = `…#${hash("sha256", value, "hex").slice(0, 12)}`;
   const room = maxBytes - Buffer.byteLength(suffix, "utf8");
   // Each UTF-16 unit is at least one byte, so the first maxBytes units hold every byte kept.
   const bytes = Buffer.from(value.slice(0, maxBytes), "utf8");

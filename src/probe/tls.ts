@@ -28,7 +28,7 @@
  * Finished, past secureConnect, so both versions report the same. The host name is checked
  * separately with `tls.checkServerIdentity` on the presented leaf, whether the chain verified or not.
  */
-import { createHash, X509Certificate } from "node:crypto";
+import { hash, X509Certificate } from "node:crypto";
 import { isIP, Socket, connect as netConnect } from "node:net";
 import { checkServerIdentity, connect as tlsConnect, createSecureContext, rootCertificates, TLSSocket, type SecureContext, type TLSSocketOptions } from "node:tls";
 import type { ReadErrorReason } from "../errors.js";
@@ -93,7 +93,7 @@ const MAX_HOST_MATCHES = 10_000;
 
 /** `tls.checkServerIdentity` on a DER leaf, remembered per (leaf, name). */
 function matchesHost(leaf: Buffer, name: string): boolean {
-  const key = createHash("sha256").update(leaf).digest("base64") + name;
+  const key = hash("sha256", leaf, "base64") + name;
   let match = hostMatches.get(key);
   if (match === undefined) {
     try {
