@@ -9,6 +9,7 @@ import type { Inventory } from "./inventory.js";
 import type { Logger } from "./log.js";
 import { MetricsRenderer, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, acceptsGzip, negotiateFormat, type ExpositionFormat } from "./metrics.js";
 import { TokenBucket } from "./rate-limit.js";
+import { disabledNodeDeadlines, enforceRequestDeadlines } from "./request-deadline.js";
 import type { ProbeEndpoint, ProbeEndpointDeps } from "./probe-endpoint.js";
 import type { SeriesSelection } from "./series-selection.js";
 import { ScrapeGate, ScrapeRefusedError } from "./scrape-gate.js";
@@ -44,12 +45,6 @@ const RETRY_AFTER_SECONDS = 5;
 const BODY_LIMIT_BYTES = 1024;
 /** A request (headers alone: none has a body) must arrive within this. */
 export const REQUEST_TIMEOUT_MS = 10_000;
-/**
- * How often Node checks that deadline, so a silent connection is cut 10 to 20 s after it opened (Node's
- * default of 30 s would allow 40 s). The check runs whether or not anyone is connected, and each one
- * wakes an idle exporter: at the deadline's own scale rather than finer.
- */
-export const CONNECTIONS_CHECKING_INTERVAL_MS = REQUEST_TIMEOUT_MS;
 /** Keeps a scraper's connection open between scrapes up to a one-minute interval. */
 const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 /** A connection with no traffic at all is closed this long after the longest scrape deadline could pass. */
@@ -119,14 +114,15 @@ function unavailable(reply: FastifyReply, why: string): FastifyReply {
  */
 export function buildServer({ inventory, health, log, http, maxLabelValueLength, selection, web, probes }: ServerDeps): FastifyInstance {
   const serving = web?.tls && new ServingCertificate(web.tls, log.child({ component: "tls" }));
-  const nodeServer = { headersTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS };
+  // Request deadlines are ours (enforceRequestDeadlines below), so Node's interval does not wake an idle exporter.
+  const nodeServer = disabledNodeDeadlines;
   // Fastify hands `http` to a plain server only; an HTTPS server takes the same options with its TLS ones.
   const transport: { https?: HttpsServerOptions } = serving ? { https: { ...serving.serverOptions(), ...nodeServer, handshakeTimeout: REQUEST_TIMEOUT_MS } } : {};
   const app = Fastify({
     loggerInstance: log.child({ component: "http" }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
-    requestTimeout: REQUEST_TIMEOUT_MS,
+    requestTimeout: disabledNodeDeadlines.requestTimeout,
     http: nodeServer,
     ...transport,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
@@ -136,6 +132,7 @@ export function buildServer({ inventory, health, log, http, maxLabelValueLength,
     schemaController: NO_SCHEMA_COMPILERS,
   });
   app.server.maxConnections = http.maxConnections;
+  enforceRequestDeadlines(app.server, { requestMs: REQUEST_TIMEOUT_MS, nextRequestMs: KEEP_ALIVE_TIMEOUT_MS + REQUEST_TIMEOUT_MS });
   const renderer = new MetricsRenderer(inventory, health, { maxLabelValueLength, selection });
   const gate = new ScrapeGate({ maxRunning: http.maxConcurrentScrapes, maxWaiting: http.maxQueuedScrapes });
   app.addHook("preClose", (done) => {
