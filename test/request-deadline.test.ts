@@ -17,8 +17,8 @@ const TRICKLE_GAP_MS = 100;
 
 const answerOk: RequestListener = (_request, response) => response.end("ok\n");
 
-async function serve(t: Test, handler: RequestListener = answerOk): Promise<{ server: Server; port: number }> {
-  const server = createServer({ ...disabledNodeDeadlines, keepAliveTimeout: 60_000 }, handler);
+/** Starts `server` on loopback under DEADLINES; resolves with its port. */
+async function listening(t: Test, server: Server): Promise<number> {
   enforceRequestDeadlines(server, DEADLINES);
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
@@ -26,7 +26,11 @@ async function serve(t: Test, handler: RequestListener = answerOk): Promise<{ se
     server.closeAllConnections();
     server.close();
   });
-  return { server, port: (server.address() as AddressInfo).port };
+  return (server.address() as AddressInfo).port;
+}
+
+async function serve(t: Test, handler: RequestListener = answerOk): Promise<{ port: number }> {
+  return { port: await listening(t, createServer({ ...disabledNodeDeadlines, keepAliveTimeout: 60_000 }, handler)) };
 }
 
 /** Writes `text` a byte at a time until the server closes the socket; how many bytes it got out. */
@@ -130,15 +134,8 @@ t.test("after an answer, the next request must arrive whole within the keep-aliv
 
 t.test("over TLS the deadline starts after the handshake, and a silent client is cut", async (t) => {
   const leaf = await makeCert({ cn: "127.0.0.1", sans: ["127.0.0.1"] });
-  const server = createHttpsServer({ ...disabledNodeDeadlines, cert: leaf.pem, key: await privateKeyPem(leaf) }, answerOk);
-  enforceRequestDeadlines(server, DEADLINES);
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  t.teardown(() => {
-    server.closeAllConnections();
-    server.close();
-  });
-  const socket = tlsConnect({ host: "127.0.0.1", port: (server.address() as AddressInfo).port, rejectUnauthorized: false });
+  const port = await listening(t, createHttpsServer({ ...disabledNodeDeadlines, cert: leaf.pem, key: await privateKeyPem(leaf) }, answerOk));
+  const socket = tlsConnect({ host: "127.0.0.1", port, rejectUnauthorized: false });
   socket.on("error", () => {});
   await once(socket, "secureConnect");
   const { ms, received } = await untilClosed(socket);
