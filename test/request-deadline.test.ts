@@ -17,9 +17,9 @@ const TRICKLE_GAP_MS = 100;
 
 const answerOk: RequestListener = (_request, response) => response.end("ok\n");
 
-/** Starts `server` on loopback under DEADLINES; resolves with its port. */
-async function listening(t: Test, server: Server): Promise<number> {
-  enforceRequestDeadlines(server, DEADLINES);
+/** Starts `server` on loopback under `deadlines`; resolves with its port. */
+async function listening(t: Test, server: Server, deadlines = DEADLINES): Promise<number> {
+  enforceRequestDeadlines(server, deadlines);
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
   t.teardown(() => {
@@ -45,11 +45,14 @@ async function trickle(socket: Socket, text: string): Promise<number> {
   return written;
 }
 
-/** Resolves with the milliseconds from now until the socket closes, and what it received. */
-async function untilClosed(socket: Socket): Promise<{ ms: number; received: string }> {
-  const started = performance.now();
+/**
+ * Resolves with what the socket received until it closed, and the milliseconds from `since` (taken
+ * before the client connected or wrote what starts the deadline: the server's timer starts after it,
+ * so a slow test process can only lengthen the figure).
+ */
+async function untilClosed(socket: Socket, since = performance.now()): Promise<{ ms: number; received: string }> {
   const received = (await readToEnd(socket)).toString("latin1");
-  return { ms: performance.now() - started, received };
+  return { ms: performance.now() - since, received };
 }
 
 t.test("Node's own deadline check is off: its interval would wake an idle server", async (t) => {
@@ -61,10 +64,10 @@ t.test("Node's own deadline check is off: its interval would wake an idle server
 
 t.test("a connection that sends nothing is answered 408 and closed at the deadline", async (t) => {
   const { port } = await serve(t);
+  const since = performance.now();
   const socket = connect({ host: "127.0.0.1", port });
   socket.on("error", () => {});
-  await once(socket, "connect");
-  const { ms, received } = await untilClosed(socket);
+  const { ms, received } = await untilClosed(socket, since);
   t.match(received, /^HTTP\/1\.1 408 Request Timeout\r\n/);
   t.ok(ms >= DEADLINES.requestMs * 0.9, `closed after ${Math.round(ms)} ms, not before the deadline`);
 });
@@ -95,7 +98,8 @@ t.test("a body trickled after complete headers is cut at the same deadline", asy
 });
 
 t.test("a kept-alive connection used within the wait is never cut, however long it lives", async (t) => {
-  const { port } = await serve(t);
+  // The wait after an answer is long here, so that a slow test process cannot overrun it.
+  const port = await listening(t, createServer({ ...disabledNodeDeadlines, keepAliveTimeout: 60_000 }, answerOk), { ...DEADLINES, nextRequestMs: 10_000 });
   const socket = connect({ host: "127.0.0.1", port });
   socket.on("error", () => {});
   await once(socket, "connect");
@@ -121,10 +125,11 @@ t.test("a slow answer is not the client's fault: the deadline covers receiving t
 
 t.test("after an answer, the next request must arrive whole within the keep-alive wait", async (t) => {
   const { port } = await serve(t);
+  const since = performance.now();
   const socket = rawRequest(port, { path: "/" });
   const [first] = (await once(socket, "data")) as [Buffer];
   t.match(first.toString("latin1"), /^HTTP\/1\.1 200 OK/);
-  const closed = untilClosed(socket);
+  const closed = untilClosed(socket, since);
   const written = await trickle(socket, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
   const { ms, received } = await closed;
   t.ok(written < TRICKLE_BYTES, `the second request was cut after ${written} bytes`);
@@ -135,10 +140,10 @@ t.test("after an answer, the next request must arrive whole within the keep-aliv
 t.test("over TLS the deadline starts after the handshake, and a silent client is cut", async (t) => {
   const leaf = await makeCert({ cn: "127.0.0.1", sans: ["127.0.0.1"] });
   const port = await listening(t, createHttpsServer({ ...disabledNodeDeadlines, cert: leaf.pem, key: await privateKeyPem(leaf) }, answerOk));
+  const since = performance.now();
   const socket = tlsConnect({ host: "127.0.0.1", port, rejectUnauthorized: false });
   socket.on("error", () => {});
-  await once(socket, "secureConnect");
-  const { ms, received } = await untilClosed(socket);
+  const { ms, received } = await untilClosed(socket, since);
   t.match(received, /^HTTP\/1\.1 408 /);
   t.ok(ms >= DEADLINES.requestMs * 0.9, `closed after ${Math.round(ms)} ms`);
 });
