@@ -37,6 +37,7 @@
  *   BENCH_NODE_DEFAULTS=1                            (every child on Node's default heap sizes)
  *   BENCH_HEAP_SNAPSHOT=1                            (a heap snapshot of the single replica after its sync, in /tmp)
  *   BENCH_SECRETS_IDLE=60                            (the single replica's CPU over 60 s without a request, after its sync)
+ *   BENCH_SECRETS_CHECKS=0                           (key and chain checks off, as checks.privateKeys and checks.chains: false)
  *
  * CPU is user + system time of the whole child (every thread), not wall time, which other work on the
  * machine moves more: the sync's from `serve()` to synced (and from process start, module loading
@@ -60,6 +61,8 @@ const SHARDS = Number(process.env.BENCH_SHARDS ?? 3);
 /** Seconds of the single replica without a request, after its sync, for its idle CPU; 0 skips it. */
 const IDLE_SECONDS = Number(process.env.BENCH_SECRETS_IDLE ?? 0);
 const IDLE_SETTLE_MS = 10_000;
+/** The key and chain checks (on by default, as in the exporter); BENCH_SECRETS_CHECKS=0 turns both off. */
+const CHECKS = process.env.BENCH_SECRETS_CHECKS === "0" ? { privateKeys: false, chains: false } : {};
 const UPDATES = 5;
 const SCRAPES = 3;
 /** Resolution of the in-process event-loop delay histogram used for the stall during scrapes. */
@@ -92,7 +95,7 @@ function childScript(mode: "baseline" | "exporter", compiled: string, kubeconfig
     commands.on("line", async (line) => { const h = handlers[line.trim()]; if (h) report(await h()); });
     const stdinEnd = new Promise((r) => commands.on("close", r));
     const { validateConfig } = await import(${module("config.js")});
-    const config = validateConfig({ listen: { address: "127.0.0.1", port: 0 }, logLevel: "warn", sources: { secrets: { enabled: true } }, kubernetes: { kubeconfig: ${JSON.stringify(kubeconfig)} }${shard ? `, shard: ${JSON.stringify(shard)}` : ""} });
+    const config = validateConfig({ listen: { address: "127.0.0.1", port: 0 }, logLevel: "warn", sources: { secrets: { enabled: true } }, checks: ${JSON.stringify(CHECKS)}, kubernetes: { kubeconfig: ${JSON.stringify(kubeconfig)} }${shard ? `, shard: ${JSON.stringify(shard)}` : ""} });
     handlers.snapshot = async () => ({ snapshot: (await import("node:v8")).writeHeapSnapshot("/tmp/bench-secrets-" + process.pid + ".heapsnapshot") });
     handlers.gc = () => { globalThis.gc?.(); globalThis.gc?.(); return { heapUsedMiB: process.memoryUsage().heapUsed / 2 ** 20 }; };
     let lag;
@@ -600,7 +603,7 @@ export async function benchSecrets(node: NodeRuntime = benchNode()): Promise<Ben
   }
 }
 
-export const SECRETS_TITLE = `Secrets source: ${SECRETS.toLocaleString("en-US")} TLS Secrets in ${NAMESPACES} namespaces over HTTPS, on the image's Node with the deployed V8 flags (${DEPLOYED_NODE_FLAGS.join(" ") || "Node's defaults"}); load average ${loadavg().map((l) => l.toFixed(1)).join(" ")} at start`;
+export const SECRETS_TITLE = `Secrets source: ${SECRETS.toLocaleString("en-US")} TLS Secrets in ${NAMESPACES} namespaces over HTTPS, key and chain checks ${process.env.BENCH_SECRETS_CHECKS === "0" ? "off" : "on"}, on the image's Node with the deployed V8 flags (${DEPLOYED_NODE_FLAGS.join(" ") || "Node's defaults"}); load average ${loadavg().map((l) => l.toFixed(1)).join(" ")} at start`;
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const node = benchNode();
