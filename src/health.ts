@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry, type Metric, type RegistryContentType } from "prom-client";
+import { Counter, Gauge, Registry, type Metric, type RegistryContentType } from "./prom.js";
 import { HealthState } from "./health-state.js";
 import type { Inventory } from "./inventory.js";
 import { registerProcessMetrics } from "./process-metrics.js";

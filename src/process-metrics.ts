@@ -1,6 +1,6 @@
 import { createRequire } from "node:module";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { Gauge, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "./prom.js";
 
 /**
  * How often the event-loop delay histogram (nodejs_eventloop_lag_*_seconds) samples the loop while it
@@ -15,9 +15,11 @@ export const EVENT_LOOP_SAMPLING_MS = 1000;
  */
 export const EVENT_LOOP_SAMPLING_AFTER_SCRAPE_MS = 10 * 60_000;
 
-/** prom-client's default metrics but its event-loop monitor, which samples from start and never stops. */
+/**
+ * prom-client's default metrics but two: its event-loop monitor, which samples from start and never
+ * stops, and its process CPU counters, which load @opentelemetry/api for exemplars (src/prom.ts).
+ */
 const PROM_CLIENT_DEFAULTS = [
-  "processCpuTotal",
   "processStartTime",
   "osMemoryHeap",
   "processOpenFileDescriptors",
@@ -37,10 +39,33 @@ type DefaultMetric = (registry: Registry, config: object) => void;
 
 /** The standard process_* and nodejs_* metrics, prom-client's names and meanings, into `registry`. */
 export function registerProcessMetrics(registry: Registry): void {
+  registerProcessCpu(registry);
   const load = createRequire(import.meta.url);
   for (const name of PROM_CLIENT_DEFAULTS) (load(`prom-client/lib/metrics/${name}.js`) as DefaultMetric)(registry, {});
   for (const name of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(name);
   registerEventLoopLag(registry);
+}
+
+/** prom-client's process_cpu_* counters, same names, help and values. */
+function registerProcessCpu(registry: Registry): void {
+  let last = process.cpuUsage();
+  // One collect sets all three, as prom-client does: user is registered, and so read, first.
+  const user = new Counter({
+    name: "process_cpu_user_seconds_total",
+    help: "Total user CPU time spent in seconds.",
+    registers: [registry],
+    collect() {
+      const now = process.cpuUsage();
+      const userSeconds = (now.user - last.user) / 1e6;
+      const systemSeconds = (now.system - last.system) / 1e6;
+      last = now;
+      user.inc(userSeconds);
+      system.inc(systemSeconds);
+      total.inc(userSeconds + systemSeconds);
+    },
+  });
+  const system = new Counter({ name: "process_cpu_system_seconds_total", help: "Total system CPU time spent in seconds.", registers: [registry] });
+  const total = new Counter({ name: "process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds.", registers: [registry] });
 }
 
 const STATISTICS = [

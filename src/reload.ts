@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from "fastify";
-import { Gauge } from "prom-client";
+import { Gauge } from "./prom.js";
 import type { Exporter } from "./app.js";
 import type { Config } from "./config.js";
 

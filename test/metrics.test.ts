@@ -143,6 +143,18 @@ t.test("process metrics are prom-client's defaults but its *_total gauges; the e
   for (const name of expected) t.match(first, `\n# TYPE ${name} `, name);
   for (const name of lintFailing) t.notMatch(first, `# TYPE ${name} `, `${name}: left out`);
   t.match(first, /^nodejs_eventloop_lag_max_seconds NaN$/im, "not sampled before anyone scraped");
+  // The process CPU counters are ours (src/prom.ts says why): prom-client's names, help and values.
+  const theirs = await defaults.metrics();
+  const cpu = ["process_cpu_user_seconds_total", "process_cpu_system_seconds_total", "process_cpu_seconds_total"];
+  for (const name of cpu) t.equal(/^# HELP .*$/m.exec(first.slice(first.indexOf(`# HELP ${name} `)))?.[0], /^# HELP .*$/m.exec(theirs.slice(theirs.indexOf(`# HELP ${name} `)))?.[0], `${name}: prom-client's help`);
+  const seconds = (body: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(body)?.[1]);
+  const burnUntil = performance.now() + 50;
+  while (performance.now() < burnUntil);
+  const burnt = await text(renderer.render("prometheus"));
+  const [user, system, total] = cpu.map((name) => seconds(burnt, name));
+  t.ok((user ?? 0) > 0 && (system ?? 0) >= 0, `user ${user} s, system ${system} s`);
+  t.ok(Math.abs((total ?? 0) - (user ?? 0) - (system ?? 0)) < 1e-6, "the total is user + system");
+  t.ok((total ?? 0) - seconds(first, "process_cpu_seconds_total") >= 0.04, "the 50 ms spent between two scrapes are counted");
   await new Promise((resolve) => setTimeout(resolve, 2.5 * EVENT_LOOP_SAMPLING_MS));
   const second = await text(renderer.render("prometheus"));
   const lagMin = Number(/^nodejs_eventloop_lag_min_seconds (\S+)$/m.exec(second)?.[1]);

@@ -93,4 +93,6 @@ t.test("serve with a certificate file and no configuration file loads the HTTP s
   for (const name of [...OPTIONAL.filter((name) => name !== "fastify"), ...SCHEMA]) t.notOk(loaded.has(name), `${name} is not loaded`);
   // No route takes a schema, so Fastify's schema compilers stay unloaded (server.ts NO_SCHEMA_COMPILERS).
   t.notOk(loaded.has("ajv"), "ajv is not loaded");
+  // prom-client's classes come from their own files, not its index and default metrics (src/prom.ts).
+  t.notOk(loaded.has("@opentelemetry/api"), "@opentelemetry/api is not loaded");
 });
