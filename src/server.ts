@@ -115,15 +115,14 @@ function unavailable(reply: FastifyReply, why: string): FastifyReply {
 export function buildServer({ inventory, health, log, http, maxLabelValueLength, selection, web, probes }: ServerDeps): FastifyInstance {
   const serving = web?.tls && new ServingCertificate(web.tls, log.child({ component: "tls" }));
   // Request deadlines are ours (enforceRequestDeadlines below), so Node's interval does not wake an idle exporter.
-  const nodeServer = disabledNodeDeadlines;
   // Fastify hands `http` to a plain server only; an HTTPS server takes the same options with its TLS ones.
-  const transport: { https?: HttpsServerOptions } = serving ? { https: { ...serving.serverOptions(), ...nodeServer, handshakeTimeout: REQUEST_TIMEOUT_MS } } : {};
+  const transport: { https?: HttpsServerOptions } = serving ? { https: { ...serving.serverOptions(), ...disabledNodeDeadlines, handshakeTimeout: REQUEST_TIMEOUT_MS } } : {};
   const app = Fastify({
     loggerInstance: log.child({ component: "http" }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
     requestTimeout: disabledNodeDeadlines.requestTimeout,
-    http: nodeServer,
+    http: disabledNodeDeadlines,
     ...transport,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     connectionTimeout: http.scrapeTimeout * 1000 + IDLE_SOCKET_MARGIN_MS,
