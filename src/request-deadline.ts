@@ -36,7 +36,7 @@ const REQUEST_TIMEOUT_RESPONSE = "HTTP/1.1 408 Request Timeout\r\nConnection: cl
 export function enforceRequestDeadlines(server: HttpServer, deadlines: RequestDeadlines): void {
   const connections = new WeakMap<Socket, Connection>();
 
-  const expire = (socket: Socket, connection: Connection) => {
+  const judge = (socket: Socket, connection: Connection) => {
     let answering = false;
     for (const request of connection.inFlight) {
       if (!request.complete) return socket.destroy();
@@ -47,6 +47,15 @@ export function enforceRequestDeadlines(server: HttpServer, deadlines: RequestDe
     // Nothing is being answered: tell the client why, as Node does, before closing.
     if (socket.writable) socket.write(REQUEST_TIMEOUT_RESPONSE);
     socket.destroy();
+  };
+  // Timers run before the loop reads sockets: after a stall (a busy machine, a long scrape), a request
+  // that reached the kernel in time may still be unread when its deadline fires. Judging after this
+  // turn's reads (setImmediate runs after the poll phase) cuts only what truly came late.
+  const expire = (socket: Socket, connection: Connection) => {
+    const expired = connection.timer;
+    setImmediate(() => {
+      if (connection.timer === expired) judge(socket, connection);
+    });
   };
   const arm = (socket: Socket, connection: Connection, ms: number) => {
     clearTimeout(connection.timer);

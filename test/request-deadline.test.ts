@@ -123,6 +123,23 @@ t.test("a slow answer is not the client's fault: the deadline covers receiving t
   t.match(received, /late\n$/);
 });
 
+t.test("a request that reached the server in time is answered, even when the event loop stalled past its deadline", async (t) => {
+  const server = createServer({ ...disabledNodeDeadlines, keepAliveTimeout: 60_000 }, answerOk);
+  const port = await listening(t, server);
+  const accepted = once(server, "connection");
+  const socket = connect({ host: "127.0.0.1", port });
+  socket.on("error", () => {});
+  await accepted;
+  const answer = untilClosed(socket);
+  socket.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  // The request is in the server's socket buffer, unread; the loop is held past the deadline, so the
+  // next turn runs the expired timer before it reads the socket.
+  const stallUntil = performance.now() + DEADLINES.requestMs * 1.5;
+  while (performance.now() < stallUntil);
+  const { received } = await answer;
+  t.match(received, /^HTTP\/1\.1 200 OK\r\n/);
+});
+
 t.test("after an answer, the next request must arrive whole within the keep-alive wait", async (t) => {
   const { port } = await serve(t);
   const since = performance.now();
