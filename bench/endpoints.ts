@@ -12,8 +12,12 @@
  *     VmHWM likewise.
  * Both sides do the same work: they trust the bench CA (our caFile, blackbox's ca_file), send and
  * check the name bench.local, and so verify every chain and host name successfully.
- * Three cycles each; the first is reported separately (cold: JIT, parse cache misses), the rest
- * are averaged (steady state, as an exporter runs).
+ * Every side stays up for the whole run and the cycles interleave: round after round, each side
+ * probes the 1,000 endpoints once, in an order that rotates each round. The machine's load and the
+ * CPU's clock then weigh on every side alike, and each round gives a ratio of ours to blackbox's
+ * measured within seconds of each other (run-to-run drift moved sequential runs' ratios by 0.3x).
+ * The first round is reported separately (cold: JIT, parse cache misses); the others are reported
+ * as their median with the lowest and highest (BENCH_ENDPOINTS_ROUNDS, 7 by default).
  *
  * Our child runs with the Deployment's V8 flags (NODE_OPTIONS of deploy/base/deployment.yaml) and the
  * image's environment (its ENV; see runtime.ts), so that it runs as the exporter ships; a variable set
@@ -22,7 +26,8 @@
  *   npm run bench -- endpoints           (needs apt-get install prometheus-blackbox-exporter)
  *   BENCH_PROBE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npm run bench -- endpoints   (profile our side; added after the deployed flags, so they can also override them)
  *   BENCH_NODE_DEFAULTS=1 npm run bench -- endpoints   (Node's default heap sizes instead of the deployed flags)
- *   BENCH_ENDPOINTS_BEFORE=<git ref> npm run bench -- endpoints   (also the prober of that commit, in the same run)
+ *   BENCH_ENDPOINTS_BEFORE=<git ref> npm run bench -- endpoints   (also the prober of that commit, in the same rounds)
+ *   BENCH_ENDPOINTS_ROUNDS=11 npm run bench -- endpoints   (more rounds: a steadier median)
  *
  * After the cycles, our child reports where its resident memory is (file-backed pages, mostly the node
  * binary, and anonymous ones, from /proc/self/smaps_rollup; the V8 heap's live part after a full
@@ -46,7 +51,8 @@ import { benchNode, compileExporter, compileExporterAt, deployedNodeFlags, image
 
 const ENDPOINTS = 1000;
 const CONCURRENCY = 32;
-const CYCLES = 3;
+/** Rounds of one cycle per side; the first is the cold one. */
+const ROUNDS = Math.max(2, Number(process.env.BENCH_ENDPOINTS_ROUNDS ?? 7));
 const BLACKBOX = "/usr/bin/prometheus-blackbox-exporter";
 const SELF = fileURLToPath(import.meta.url);
 
@@ -96,16 +102,30 @@ function probeChildScript(compiled: string, portsFile: string, caFile: string): 
     const ctx = new SourceContext(inventory, new ParseCache(20000), health, createLogger("silent"));
     const targets = ports.map((port) => ({ address: "127.0.0.1:" + port, serverName: "bench.local", caFile: ${JSON.stringify(caFile)} }));
     const source = new EndpointSource(targets, { intervalSeconds: 3600, jitter: 0, concurrency: ${CONCURRENCY}, timeout: 10, connectTimeout: 5, maxFileSize: 1048576 }, ctx);
-    const cycles = [];
-    for (let i = 0; i < ${CYCLES}; i++) {
-      const cpu = process.cpuUsage();
-      const started = performance.now();
-      await source.scanOnce();
-      const wallSeconds = (performance.now() - started) / 1000;
-      const used = process.cpuUsage(cpu);
-      let ok = 0;
-      for (const entry of inventory.entries()) if (entry.probe?.success && entry.probe.chainVerified && entry.probe.hostnameMatch && entry.certificates.length > 0) ok++;
-      cycles.push({ wallSeconds, cpuSeconds: (used.user + used.system) / 1e6, ok });
+    // One cycle per line the parent sends ("cycle"), its figures a line back; an empty line ends the cycles.
+    let pending = "";
+    process.stdin.setEncoding("utf8");
+    for await (const chunk of process.stdin) {
+      pending += chunk;
+      let newline;
+      let done = false;
+      while ((newline = pending.indexOf("\\n")) !== -1) {
+        const command = pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+        if (command !== "cycle") {
+          done = true;
+          break;
+        }
+        const cpu = process.cpuUsage();
+        const started = performance.now();
+        await source.scanOnce();
+        const wallSeconds = (performance.now() - started) / 1000;
+        const used = process.cpuUsage(cpu);
+        let ok = 0;
+        for (const entry of inventory.entries()) if (entry.probe?.success && entry.probe.chainVerified && entry.probe.hostnameMatch && entry.certificates.length > 0) ok++;
+        process.stdout.write(JSON.stringify({ wallSeconds, cpuSeconds: (used.user + used.system) / 1e6, ok }) + "\\n");
+      }
+      if (done) break;
     }
     const status = await readFile("/proc/self/status", "utf8");
     const rollup = await readFile("/proc/self/smaps_rollup", "utf8");
@@ -120,36 +140,9 @@ function probeChildScript(compiled: string, portsFile: string, caFile: string): 
     const seriesSmallest = await series({ certificateFamilies: REQUIRED_FAMILIES, infoLabels: [], leafOnly: false, markSuperseded: true });
     let certificates = 0;
     for (const entry of inventory.entries()) certificates += entry.certificates.length;
-    process.stdout.write(JSON.stringify({ cycles, rssPeakBytes: Number(/VmHWM:\\s+(\\d+) kB/.exec(status)?.[1] ?? 0) * 1024, memory, seriesDefault, seriesSmallest, certificates }) + "\\n");
+    process.stdout.write(JSON.stringify({ rssPeakBytes: Number(/VmHWM:\\s+(\\d+) kB/.exec(status)?.[1] ?? 0) * 1024, memory, seriesDefault, seriesSmallest, certificates }) + "\\n");
   `;
 }
-
-interface RunFigures {
-  cycles: CycleFigures[];
-  rssPeakBytes: number;
-  /** Ours only, after the cycles: resident and anonymous bytes (smaps_rollup), the V8 heap's live bytes after a full GC. */
-  memory?: { rssBytes: number; anonymousBytes: number; heapUsedBytes: number };
-  /** Ours only: the inventory's series with the default and the smallest family set, and its certificates. */
-  seriesDefault?: number;
-  seriesSmallest?: number;
-  certificates?: number;
-}
-
-async function runOurs(node: NodeRuntime, compiled: string, dir: string): Promise<RunFigures> {
-  const extra = process.env.BENCH_PROBE_NODE_ARGS ? process.env.BENCH_PROBE_NODE_ARGS.split(" ") : [];
-  const prober = spawn(node.path, [...deployedNodeFlags(), ...extra, "--expose-gc", "--input-type=module", "-e", probeChildScript(compiled, join(dir, "ports.json"), join(dir, "ca.pem"))], {
-    cwd: ROOT,
-    env: { ...imageEnvironment(), ...process.env },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const exited = once(prober, "exit");
-  const figures = JSON.parse(await readLine(prober)) as RunFigures;
-  await exited;
-  return figures;
-}
-
-// --------------------------------------------------------------------------------------------
-// Parent.
 
 /** Kernel clock ticks per second, the unit of /proc/<pid>/stat's CPU times. */
 const clockTicks = (): number => Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
@@ -159,13 +152,6 @@ async function cpuSecondsOf(pid: number, ticksPerSecond: number): Promise<number
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // utime and stime are fields 14 and 15 of stat(5); after the command they are at 11 and 12.
   return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
-}
-
-async function readLine(child: ChildProcess): Promise<string> {
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-  const [line] = (await once(lines, "line")) as [string];
-  lines.close();
-  return line;
 }
 
 /** The TLS servers, on the machine's Node: the same load for both sides. */
@@ -190,7 +176,61 @@ async function makeCertificates(dir: string): Promise<string> {
   return file;
 }
 
-async function runBlackbox(dir: string, ports: number[]): Promise<{ cycles: CycleFigures[]; rssPeakBytes: number }> {
+/** What our child reports once its cycles are done. */
+interface ClosingFigures {
+  rssPeakBytes: number;
+  /** After the cycles: resident and anonymous bytes (smaps_rollup), the V8 heap's live bytes after a full GC. */
+  memory: { rssBytes: number; anonymousBytes: number; heapUsedBytes: number };
+  /** The inventory's series with the default and the smallest family set, and its certificates. */
+  seriesDefault: number;
+  seriesSmallest: number;
+  certificates: number;
+}
+
+/** One side of the comparison, up for the whole run: it runs a cycle when asked, and reports at the end. */
+interface Side {
+  name: string;
+  cycles: CycleFigures[];
+  cycle(): Promise<CycleFigures>;
+  finish(): Promise<{ rssPeakBytes: number; closing?: ClosingFigures }>;
+}
+
+/** Reads a child's stdout a line at a time, for as long as it runs. */
+function lineReader(child: ChildProcess): () => Promise<string> {
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })[Symbol.asyncIterator]();
+  return async () => {
+    const next = await lines.next();
+    if (next.done) throw new Error("the child ended before answering");
+    return next.value;
+  };
+}
+
+async function startOurs(name: string, node: NodeRuntime, compiled: string, dir: string): Promise<Side> {
+  const extra = process.env.BENCH_PROBE_NODE_ARGS ? process.env.BENCH_PROBE_NODE_ARGS.split(" ") : [];
+  const prober = spawn(node.path, [...deployedNodeFlags(), ...extra, "--expose-gc", "--input-type=module", "-e", probeChildScript(compiled, join(dir, "ports.json"), join(dir, "ca.pem"))], {
+    cwd: ROOT,
+    env: { ...imageEnvironment(), ...process.env },
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  const exited = once(prober, "exit");
+  const nextLine = lineReader(prober);
+  const ask = async (command: string): Promise<string> => {
+    prober.stdin?.write(`${command}\n`);
+    return nextLine();
+  };
+  return {
+    name,
+    cycles: [],
+    cycle: async () => JSON.parse(await ask("cycle")) as CycleFigures,
+    finish: async () => {
+      const closing = JSON.parse(await ask("")) as ClosingFigures;
+      await exited;
+      return { rssPeakBytes: closing.rssPeakBytes, closing };
+    },
+  };
+}
+
+async function startBlackbox(dir: string, ports: number[]): Promise<Side> {
   const ticks = clockTicks();
   const config = join(dir, "blackbox.yml");
   await writeFile(
@@ -200,18 +240,27 @@ async function runBlackbox(dir: string, ports: number[]): Promise<{ cycles: Cycl
   const port = await freePort();
   const child = spawn(BLACKBOX, [`--config.file=${config}`, `--web.listen-address=127.0.0.1:${port}`, "--log.level=error"], { stdio: ["ignore", "ignore", "inherit"] });
   const exited = once(child, "exit");
-  try {
-    const base = `http://127.0.0.1:${port}`;
-    let healthy = false;
-    for (let i = 0; i < 100 && !healthy; i++) {
-      healthy = await fetch(`${base}/-/healthy`).then((r) => r.ok, () => false);
-      if (!healthy) await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    if (!healthy) throw new Error("blackbox_exporter did not come up");
-    const limit = pLimit(CONCURRENCY);
-    const cycles: CycleFigures[] = [];
-    for (let c = 0; c < CYCLES; c++) {
-      const cpu = await cpuSecondsOf(child.pid as number, ticks);
+  const stop = async () => {
+    child.kill("SIGTERM");
+    await exited;
+  };
+  const base = `http://127.0.0.1:${port}`;
+  let healthy = false;
+  for (let i = 0; i < 100 && !healthy; i++) {
+    healthy = await fetch(`${base}/-/healthy`).then((r) => r.ok, () => false);
+    if (!healthy) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  if (!healthy) {
+    await stop();
+    throw new Error("blackbox_exporter did not come up");
+  }
+  const limit = pLimit(CONCURRENCY);
+  const pid = child.pid as number;
+  return {
+    name: "blackbox_exporter",
+    cycles: [],
+    cycle: async () => {
+      const cpu = await cpuSecondsOf(pid, ticks);
       const started = performance.now();
       const results = await Promise.all(
         ports.map((p) =>
@@ -222,47 +271,62 @@ async function runBlackbox(dir: string, ports: number[]): Promise<{ cycles: Cycl
         ),
       );
       const wallSeconds = (performance.now() - started) / 1000;
-      cycles.push({ wallSeconds, cpuSeconds: (await cpuSecondsOf(child.pid as number, ticks)) - cpu, ok: results.filter(Boolean).length });
-    }
-    return { cycles, rssPeakBytes: peakRssBytes(child.pid as number) };
-  } finally {
-    child.kill("SIGTERM");
-    await exited;
-  }
+      return { wallSeconds, cpuSeconds: (await cpuSecondsOf(pid, ticks)) - cpu, ok: results.filter(Boolean).length };
+    },
+    finish: async () => {
+      const rssPeakBytes = peakRssBytes(pid);
+      await stop();
+      return { rssPeakBytes };
+    },
+  };
 }
 
-function summarize(side: string, run: RunFigures, baseline: string | undefined): BenchRow[] {
-  const [cold, ...warm] = run.cycles as [CycleFigures, ...CycleFigures[]];
-  const mean = (pick: (c: CycleFigures) => number): number => warm.reduce((sum, c) => sum + pick(c), 0) / Math.max(1, warm.length);
-  const b = (name: string): { baseline?: string } => (baseline ? { baseline: `${baseline} ${name}` } : {});
-  const ok = Math.min(...run.cycles.map((c) => c.ok));
+const median = (values: readonly number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+};
+
+/** The median of the warm rounds, with their lowest and highest. */
+function warmFigure(values: readonly number[]): { value: number; range: [number, number] } {
+  return { value: median(values), range: [Math.min(...values), Math.max(...values)] };
+}
+
+function summarize(side: Side, finished: { rssPeakBytes: number; closing?: ClosingFigures }, baseline: Side | undefined): BenchRow[] {
+  const [cold, ...warm] = side.cycles as [CycleFigures, ...CycleFigures[]];
+  const perProbe = (c: CycleFigures): number => (c.cpuSeconds / ENDPOINTS) * 1000;
+  const b = (name: string): { baseline?: string } => (baseline ? { baseline: `${baseline.name} ${name}` } : {});
+  const ok = Math.min(...side.cycles.map((c) => c.ok));
+  const closing = finished.closing;
+  // Each warm round's ratio to the baseline's cycle of the same round: the figure load moves least.
+  const ratios = baseline ? warm.map((c, i) => perProbe(c) / perProbe(baseline.cycles[i + 1]!)) : [];
   return [
-    { name: `${side} wall per cycle`, value: mean((c) => c.wallSeconds), unit: "s", ...b("wall per cycle") },
-    { name: `${side} CPU per probe`, value: (mean((c) => c.cpuSeconds) / ENDPOINTS) * 1000, unit: "ms", ...b("CPU per probe") },
-    { name: `${side} CPU per probe, first cycle`, value: (cold.cpuSeconds / ENDPOINTS) * 1000, unit: "ms", ...b("CPU per probe, first cycle") },
-    { name: `${side} CPU per cycle of ${ENDPOINTS} probes`, value: mean((c) => c.cpuSeconds) * 1000, unit: "ms", ...b(`CPU per cycle of ${ENDPOINTS} probes`) },
-    { name: `${side} peak RSS`, value: run.rssPeakBytes / 1024 / 1024, unit: "MiB", ...b("peak RSS") },
-    ...(run.memory === undefined
+    { name: `${side.name} wall per cycle`, ...warmFigure(warm.map((c) => c.wallSeconds)), unit: "s", ...b("wall per cycle") },
+    { name: `${side.name} CPU per probe`, ...warmFigure(warm.map(perProbe)), unit: "ms", ...b("CPU per probe") },
+    ...(baseline ? [{ name: `${side.name} CPU per probe / ${baseline.name}'s, same round`, ...warmFigure(ratios), unit: "x" }] : []),
+    { name: `${side.name} CPU per probe, first round`, value: perProbe(cold), unit: "ms", ...b("CPU per probe, first round") },
+    { name: `${side.name} peak RSS`, value: finished.rssPeakBytes / 1024 / 1024, unit: "MiB", ...b("peak RSS") },
+    ...(closing === undefined
       ? []
       : [
-          { name: `${side} RSS after the cycles, file-backed (the node binary's pages)`, value: (run.memory.rssBytes - run.memory.anonymousBytes) / 1024 / 1024, unit: "MiB" },
-          { name: `${side} RSS after the cycles, anonymous (V8 heap, malloc)`, value: run.memory.anonymousBytes / 1024 / 1024, unit: "MiB" },
-          { name: `${side} V8 heap live after the cycles`, value: run.memory.heapUsedBytes / 1024 / 1024, unit: "MiB" },
+          { name: `${side.name} RSS after the cycles, file-backed (the node binary's pages)`, value: (closing.memory.rssBytes - closing.memory.anonymousBytes) / 1024 / 1024, unit: "MiB" },
+          { name: `${side.name} RSS after the cycles, anonymous (V8 heap, malloc)`, value: closing.memory.anonymousBytes / 1024 / 1024, unit: "MiB" },
+          { name: `${side.name} V8 heap live after the cycles`, value: closing.memory.heapUsedBytes / 1024 / 1024, unit: "MiB" },
         ]),
-    { name: `${side} endpoints read and verified`, value: ok, unit: "of 1000" },
-    ...(run.seriesDefault === undefined
+    { name: `${side.name} endpoints read and verified`, value: ok, unit: "of 1000" },
+    ...(closing === undefined
       ? []
       : [
-          { name: `${side} series of the endpoints, default family set (${String(run.certificates)} certificates)`, value: run.seriesDefault, unit: "series" },
-          { name: `${side} series of the endpoints, smallest family set`, value: run.seriesSmallest ?? NaN, unit: "series" },
+          { name: `${side.name} series of the endpoints, default family set (${String(closing.certificates)} certificates)`, value: closing.seriesDefault, unit: "series" },
+          { name: `${side.name} series of the endpoints, smallest family set`, value: closing.seriesSmallest, unit: "series" },
         ]),
   ];
 }
 
 /**
- * Ours runs on the image's Node (the figures that count) and on this machine's, in the same run;
- * BENCH_NODE picks another runtime for the first. With BENCH_ENDPOINTS_BEFORE, the prober of that
- * commit runs before ours on each runtime.
+ * Ours runs on the image's Node (the figures that count) and on this machine's, beside
+ * blackbox_exporter, all in the same rounds; BENCH_NODE picks another runtime for the first. With
+ * BENCH_ENDPOINTS_BEFORE, the prober of that commit takes part on each runtime too.
  */
 export async function benchEndpoints(node: NodeRuntime = benchNode()): Promise<BenchRow[]> {
   const compiled = compileExporter("bench-endpoints");
@@ -273,15 +337,29 @@ export async function benchEndpoints(node: NodeRuntime = benchNode()): Promise<B
   const dir = await mkdtemp(join(tmpdir(), "bench-endpoints-"));
   const server = serverChild(await makeCertificates(dir));
   const serverExited = once(server, "exit");
+  const sides: Side[] = [];
   try {
-    const ports = JSON.parse(await readLine(server)) as number[];
+    const ports = JSON.parse(await lineReader(server)()) as number[];
     await writeFile(join(dir, "ports.json"), JSON.stringify(ports));
-    const rows: BenchRow[] = [];
     for (const runtime of runtimes) {
-      for (const build of builds) rows.push(...summarize(`cert-expiry-exporter (${build.label}${runtime.label})`, await runOurs(runtime, build.dist, dir), "blackbox_exporter"));
+      for (const build of builds) sides.push(await startOurs(`cert-expiry-exporter (${build.label}${runtime.label})`, runtime, build.dist, dir));
     }
-    return [...rows, ...summarize("blackbox_exporter", await runBlackbox(dir, ports), undefined)];
+    const blackbox = await startBlackbox(dir, ports);
+    sides.push(blackbox);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let i = 0; i < sides.length; i++) {
+        const side = sides[(round + i) % sides.length]!;
+        side.cycles.push(await side.cycle());
+      }
+    }
+    const rows: BenchRow[] = [];
+    while (sides.length > 0) {
+      const side = sides.shift()!;
+      rows.push(...summarize(side, await side.finish(), side === blackbox ? undefined : blackbox));
+    }
+    return rows;
   } finally {
+    for (const side of sides) await side.finish().catch(() => undefined);
     server.stdin?.end();
     await serverExited;
     await rm(dir, { recursive: true, force: true });
@@ -294,5 +372,5 @@ if (isMain && mode === "--serve") {
   await serve(process.argv[3] as string);
 } else if (isMain) {
   const rows = await benchEndpoints();
-  printTable(`TLS endpoints: ${ENDPOINTS} on loopback, concurrency ${CONCURRENCY}, ${CYCLES} cycles (first reported apart)`, rows);
+  printTable(`TLS endpoints: ${ENDPOINTS} on loopback, concurrency ${CONCURRENCY}, ${ROUNDS} interleaved rounds of one cycle per side (medians of the warm rounds; the first reported apart)`, rows);
 }
