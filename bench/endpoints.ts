@@ -10,6 +10,8 @@
  *   - blackbox_exporter: /probe?module=tls_connect&target=… (tcp prober, tls: true), driven from
  *     here with the same concurrency; CPU from /proc/<pid>/stat (utime+stime) around each cycle,
  *     VmHWM likewise.
+ *   - Node's TLS client alone, on each runtime: connect, handshake (OpenSSL verifying the chain), close;
+ *     nothing of ours. What the runtime spends per probe at least: ours over it is our own share.
  * Both sides do the same work: they trust the bench CA (our caFile, blackbox's ca_file), send and
  * check the name bench.local, and so verify every chain and host name successfully.
  * Every side stays up for the whole run and the cycles interleave: round after round, each side
@@ -82,8 +84,62 @@ async function serve(certsFile: string): Promise<void> {
 }
 
 // --------------------------------------------------------------------------------------------
-// Child: our probe cycle, nothing else in the process, on compiled JavaScript (see runtime.ts).
+// Children that probe: ours, and Node's TLS client alone. Each runs one cycle per line the parent
+// sends ("cycle") and writes its figures back as a line; an empty line ends the cycles.
 
+/** The loop of a probing child: `cycle` is a statement that probes every port once and sets `ok`. */
+function cycleLoop(cycle: string): string {
+  return `
+    let pending = "";
+    process.stdin.setEncoding("utf8");
+    commands: for await (const chunk of process.stdin) {
+      pending += chunk;
+      let newline;
+      while ((newline = pending.indexOf("\\n")) !== -1) {
+        const command = pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+        if (command !== "cycle") break commands;
+        const cpu = process.cpuUsage();
+        const started = performance.now();
+        let ok = 0;
+        ${cycle}
+        const wallSeconds = (performance.now() - started) / 1000;
+        const used = process.cpuUsage(cpu);
+        process.stdout.write(JSON.stringify({ wallSeconds, cpuSeconds: (used.user + used.system) / 1e6, ok }) + "\\n");
+      }
+    }`;
+}
+
+/**
+ * Node's TLS client and nothing else: connect, handshake with OpenSSL verifying the chain against the
+ * bench CA, close at secureConnect. No chain read from the wire, no parse, no host-name check, no
+ * inventory: the least CPU any prober on this Node can spend per probe, beside which ours is read.
+ */
+function floorChildScript(portsFile: string, caFile: string): string {
+  return `
+    import { readFile } from "node:fs/promises";
+    import { connect, createSecureContext } from "node:tls";
+    const ports = JSON.parse(await readFile(${JSON.stringify(portsFile)}, "utf8"));
+    const secureContext = createSecureContext({ ca: await readFile(${JSON.stringify(caFile)}) });
+    const handshake = (port) => new Promise((resolve) => {
+      const socket = connect({ host: "127.0.0.1", port, servername: "bench.local", secureContext, rejectUnauthorized: false });
+      socket.once("secureConnect", () => {
+        resolve(socket.authorized);
+        socket.destroy();
+      });
+      socket.once("error", () => resolve(false));
+    });
+    ${cycleLoop(`
+        let next = 0;
+        await Promise.all(Array.from({ length: ${CONCURRENCY} }, async () => {
+          while (next < ports.length) if (await handshake(ports[next++])) ok++;
+        }));`)}
+    const status = await readFile("/proc/self/status", "utf8");
+    process.stdout.write(JSON.stringify({ rssPeakBytes: Number(/VmHWM:\\s+(\\d+) kB/.exec(status)?.[1] ?? 0) * 1024 }) + "\\n");
+  `;
+}
+
+/** Our probe cycle, nothing else in the process, on compiled JavaScript (see runtime.ts). */
 function probeChildScript(compiled: string, portsFile: string, caFile: string): string {
   const load = (module: string): string => JSON.stringify(pathToFileURL(join(compiled, module)).href);
   return `
@@ -102,31 +158,9 @@ function probeChildScript(compiled: string, portsFile: string, caFile: string): 
     const ctx = new SourceContext(inventory, new ParseCache(20000), health, createLogger("silent"));
     const targets = ports.map((port) => ({ address: "127.0.0.1:" + port, serverName: "bench.local", caFile: ${JSON.stringify(caFile)} }));
     const source = new EndpointSource(targets, { intervalSeconds: 3600, jitter: 0, concurrency: ${CONCURRENCY}, timeout: 10, connectTimeout: 5, maxFileSize: 1048576 }, ctx);
-    // One cycle per line the parent sends ("cycle"), its figures a line back; an empty line ends the cycles.
-    let pending = "";
-    process.stdin.setEncoding("utf8");
-    for await (const chunk of process.stdin) {
-      pending += chunk;
-      let newline;
-      let done = false;
-      while ((newline = pending.indexOf("\\n")) !== -1) {
-        const command = pending.slice(0, newline);
-        pending = pending.slice(newline + 1);
-        if (command !== "cycle") {
-          done = true;
-          break;
-        }
-        const cpu = process.cpuUsage();
-        const started = performance.now();
+    ${cycleLoop(`
         await source.scanOnce();
-        const wallSeconds = (performance.now() - started) / 1000;
-        const used = process.cpuUsage(cpu);
-        let ok = 0;
-        for (const entry of inventory.entries()) if (entry.probe?.success && entry.probe.chainVerified && entry.probe.hostnameMatch && entry.certificates.length > 0) ok++;
-        process.stdout.write(JSON.stringify({ wallSeconds, cpuSeconds: (used.user + used.system) / 1e6, ok }) + "\\n");
-      }
-      if (done) break;
-    }
+        for (const entry of inventory.entries()) if (entry.probe?.success && entry.probe.chainVerified && entry.probe.hostnameMatch && entry.certificates.length > 0) ok++;`)}
     const status = await readFile("/proc/self/status", "utf8");
     const rollup = await readFile("/proc/self/smaps_rollup", "utf8");
     const kib = (pattern) => Number(pattern.exec(rollup)?.[1] ?? 0) * 1024;
@@ -192,6 +226,8 @@ interface Side {
   name: string;
   cycles: CycleFigures[];
   cycle(): Promise<CycleFigures>;
+  /** Ours only: Node's TLS client alone on the same runtime, what the runtime spends per probe at least. */
+  floor?: Side;
   finish(): Promise<{ rssPeakBytes: number; closing?: ClosingFigures }>;
 }
 
@@ -205,17 +241,18 @@ function lineReader(child: ChildProcess): () => Promise<string> {
   };
 }
 
-async function startOurs(name: string, node: NodeRuntime, compiled: string, dir: string): Promise<Side> {
+/** A probing child on `node` (the Deployment's V8 flags, the image's environment), up until `finish`. */
+function startChild(name: string, node: NodeRuntime, script: string): Side {
   const extra = process.env.BENCH_PROBE_NODE_ARGS ? process.env.BENCH_PROBE_NODE_ARGS.split(" ") : [];
-  const prober = spawn(node.path, [...deployedNodeFlags(), ...extra, "--expose-gc", "--input-type=module", "-e", probeChildScript(compiled, join(dir, "ports.json"), join(dir, "ca.pem"))], {
+  const child = spawn(node.path, [...deployedNodeFlags(), ...extra, "--expose-gc", "--input-type=module", "-e", script], {
     cwd: ROOT,
     env: { ...imageEnvironment(), ...process.env },
     stdio: ["pipe", "pipe", "inherit"],
   });
-  const exited = once(prober, "exit");
-  const nextLine = lineReader(prober);
+  const exited = once(child, "exit");
+  const nextLine = lineReader(child);
   const ask = async (command: string): Promise<string> => {
-    prober.stdin?.write(`${command}\n`);
+    child.stdin?.write(`${command}\n`);
     return nextLine();
   };
   return {
@@ -223,9 +260,9 @@ async function startOurs(name: string, node: NodeRuntime, compiled: string, dir:
     cycles: [],
     cycle: async () => JSON.parse(await ask("cycle")) as CycleFigures,
     finish: async () => {
-      const closing = JSON.parse(await ask("")) as ClosingFigures;
+      const closing = JSON.parse(await ask("")) as Partial<ClosingFigures> & { rssPeakBytes: number };
       await exited;
-      return { rssPeakBytes: closing.rssPeakBytes, closing };
+      return { rssPeakBytes: closing.rssPeakBytes, ...(closing.memory ? { closing: closing as ClosingFigures } : {}) };
     },
   };
 }
@@ -298,12 +335,13 @@ function summarize(side: Side, finished: { rssPeakBytes: number; closing?: Closi
   const b = (name: string): { baseline?: string } => (baseline ? { baseline: `${baseline.name} ${name}` } : {});
   const ok = Math.min(...side.cycles.map((c) => c.ok));
   const closing = finished.closing;
-  // Each warm round's ratio to the baseline's cycle of the same round: the figure load moves least.
-  const ratios = baseline ? warm.map((c, i) => perProbe(c) / perProbe(baseline.cycles[i + 1]!)) : [];
+  // Each warm round's ratio to another side's cycle of the same round: the figure load moves least.
+  const ratiosTo = (other: Side): number[] => warm.map((c, i) => perProbe(c) / perProbe(other.cycles[i + 1]!));
   return [
     { name: `${side.name} wall per cycle`, ...warmFigure(warm.map((c) => c.wallSeconds)), unit: "s", ...b("wall per cycle") },
     { name: `${side.name} CPU per probe`, ...warmFigure(warm.map(perProbe)), unit: "ms", ...b("CPU per probe") },
-    ...(baseline ? [{ name: `${side.name} CPU per probe / ${baseline.name}'s, same round`, ...warmFigure(ratios), unit: "x" }] : []),
+    ...(baseline ? [{ name: `${side.name} CPU per probe / ${baseline.name}'s, same round`, ...warmFigure(ratiosTo(baseline)), unit: "x" }] : []),
+    ...(side.floor ? [{ name: `${side.name} CPU per probe / ${side.floor.name}'s, same round`, ...warmFigure(ratiosTo(side.floor)), unit: "x" }] : []),
     { name: `${side.name} CPU per probe, first round`, value: perProbe(cold), unit: "ms", ...b("CPU per probe, first round") },
     { name: `${side.name} peak RSS`, value: finished.rssPeakBytes / 1024 / 1024, unit: "MiB", ...b("peak RSS") },
     ...(closing === undefined
@@ -341,8 +379,12 @@ export async function benchEndpoints(node: NodeRuntime = benchNode()): Promise<B
   try {
     const ports = JSON.parse(await lineReader(server)()) as number[];
     await writeFile(join(dir, "ports.json"), JSON.stringify(ports));
+    const portsFile = join(dir, "ports.json");
+    const caFile = join(dir, "ca.pem");
     for (const runtime of runtimes) {
-      for (const build of builds) sides.push(await startOurs(`cert-expiry-exporter (${build.label}${runtime.label})`, runtime, build.dist, dir));
+      const floor = startChild(`Node's TLS client alone (${runtime.label})`, runtime, floorChildScript(portsFile, caFile));
+      for (const build of builds) sides.push({ ...startChild(`cert-expiry-exporter (${build.label}${runtime.label})`, runtime, probeChildScript(build.dist, portsFile, caFile)), floor });
+      sides.push(floor);
     }
     const blackbox = await startBlackbox(dir, ports);
     sides.push(blackbox);
