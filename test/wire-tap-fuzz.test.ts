@@ -803,6 +803,23 @@ t.test("regressions: ServerHello and Certificate messages that end early", async
   }
 });
 
+t.test("TLS 1.3: the reading ends with the Certificate message, so nothing after it is decrypted", async (t) => {
+  for (const flight of flights.filter((f) => f.tls13)) {
+    // One record per handshake byte: the reader counts two steps per record it decrypts (the record,
+    // and a look for a whole message), so reading past the Certificate would add two per byte after it.
+    const { bytes } = build(flight, { restSizes: [1] });
+    const meter: FlightMeter = { steps: 0 };
+    const facts = parseServerFlight(bytes, flight.secret, meter);
+    t.ok(sameChain(facts.certificates), `${flight.name}: the chain`);
+    t.equal(facts.certificateRequested, flight.certificateRequested, `${flight.name}: the CertificateRequest, which comes before the Certificate`);
+    const certificateAt = flight.messages.findIndex((m) => m[0] === 11);
+    const throughCertificate = flight.messages.slice(0, certificateAt + 1).reduce((n, m) => n + m.length, 0);
+    const afterCertificate = flight.messages.slice(certificateAt + 1).reduce((n, m) => n + m.length, 0);
+    t.ok(afterCertificate > STEP_SLACK, `${flight.name}: CertificateVerify and Finished take ${afterCertificate} records`);
+    t.ok(meter.steps <= 2 * throughCertificate + STEP_SLACK, `${flight.name}: ${meter.steps} steps for the ${throughCertificate} records through the Certificate`);
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 // A Certificate message of 1 MiB: read in full when parsed directly (the reader's only bound is its
 // input), and not at all through a WireTap, which keeps MAX_CAPTURE bytes of the server's traffic.
