@@ -171,7 +171,9 @@ export class Exporter<H extends HealthState = Health> {
     const { buildServer } = await import("./server.js");
     // /probe parses through the cache every source shares, and reads its modules at every request.
     const probes = { cache: this.#newContext().cache, config: () => this.#config };
-    const server = buildServer({ inventory: this.inventory, health: this.health, log: this.log, http, maxLabelValueLength: limits.maxLabelValueLength, selection: () => this.#config.metrics, web: this.#web, probes });
+    let firstScansDone!: () => void;
+    const firstScans = new Promise<void>((resolve) => (firstScansDone = resolve));
+    const server = buildServer({ inventory: this.inventory, health: this.health, log: this.log, http, maxLabelValueLength: limits.maxLabelValueLength, selection: () => this.#config.metrics, web: this.#web, probes, firstScans });
     this.#server = server;
     for (const plugin of plugins) await server.register(plugin);
     let address: string;
@@ -182,7 +184,7 @@ export class Exporter<H extends HealthState = Health> {
     }
     this.#started = true;
     this.log.info({ address, version: VERSION, sources: this.sources.map((s) => s.name) }, "listening");
-    for (const source of this.sources) void this.#start(source);
+    void Promise.all(this.sources.map((source) => this.#start(source))).then(firstScansDone);
     return address;
   }
 

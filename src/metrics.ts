@@ -804,6 +804,24 @@ export class MetricsRenderer {
     }
   }
 
+  /**
+   * Renders and compresses the gzip pieces of the inventory's series and keeps them, sending nothing,
+   * so that the next gzip scrape finds them kept: the server runs it once the first scans are done,
+   * sparing the first scrape after a start the whole render (5 s at 100,000 Secrets). It yields as a
+   * scrape does, and stops at the next piece once `signal` aborts.
+   */
+  async warm(signal: AbortSignal): Promise<void> {
+    const scrape = await this.#scrape(Date.now() / 1000);
+    const compressor = new PieceCompressor(METRICS_GZIP_LEVEL);
+    const pieces = this.#gzipPieces(scrape, this.#keptSegments(scrape), compressor, async (piece) => (await piece).deflated);
+    try {
+      while (!signal.aborted && !(await pieces.next()).done);
+    } finally {
+      await pieces.return(undefined);
+      compressor.close();
+    }
+  }
+
   async *#gzipExposition(format: ExpositionFormat): AsyncGenerator<Buffer> {
     const started = performance.now();
     const trailer = new GzipTrailer();

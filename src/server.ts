@@ -33,6 +33,8 @@ export interface ServerDeps {
   web?: WebConfig;
   /** /probe: the parse cache and the configuration it reads its modules from (and a resolver, in tests). Without it, no /probe route. */
   probes?: Pick<ProbeEndpointDeps, "cache" | "config" | "lookup">;
+  /** Settles once every source has finished its first scan: then the gzip pieces are rendered ahead of the first scrape (MetricsRenderer.warm). */
+  firstScans?: Promise<unknown>;
 }
 
 /** Prometheus tells every target how long it will wait for the answer. */
@@ -112,7 +114,7 @@ function unavailable(reply: FastifyReply, why: string): FastifyReply {
  * a web config it serves HTTPS from a certificate it reloads when renewed, and asks for credentials
  * everywhere but the probes.
  */
-export function buildServer({ inventory, health, log, http, maxLabelValueLength, selection, web, probes }: ServerDeps): FastifyInstance {
+export function buildServer({ inventory, health, log, http, maxLabelValueLength, selection, web, probes, firstScans }: ServerDeps): FastifyInstance {
   const serving = web?.tls && new ServingCertificate(web.tls, log.child({ component: "tls" }));
   // Request deadlines are ours (enforceRequestDeadlines below), so Node's interval does not wake an idle exporter.
   // Fastify hands `http` to a plain server only; an HTTPS server takes the same options with its TLS ones.
@@ -134,10 +136,17 @@ export function buildServer({ inventory, health, log, http, maxLabelValueLength,
   enforceRequestDeadlines(app.server, { requestMs: REQUEST_TIMEOUT_MS, nextRequestMs: KEEP_ALIVE_TIMEOUT_MS + REQUEST_TIMEOUT_MS });
   const renderer = new MetricsRenderer(inventory, health, { maxLabelValueLength, selection });
   const gate = new ScrapeGate({ maxRunning: http.maxConcurrentScrapes, maxWaiting: http.maxQueuedScrapes });
+  const closing = new AbortController();
   app.addHook("preClose", (done) => {
+    closing.abort();
     gate.close();
     done();
   });
+  // Not through the gate: it must never make a scrape wait or be refused. A scrape arriving meanwhile
+  // shares its pieces (the renderer keeps one set), so the two do not render the same piece twice.
+  void firstScans?.then(() =>
+    renderer.warm(closing.signal).catch((err: unknown) => log.warn({ err }, "rendering /metrics ahead of the first scrape failed; the first scrape renders it")),
+  );
   if (serving) {
     serving.attach(app.server as unknown as TlsServer);
     app.addHook("onClose", (_instance, done) => {

@@ -147,6 +147,62 @@ t.test("a gzip scrape renders again only the segments whose locations changed, a
   t.match(stale, /cert_location_stale\{source="secret",namespace="ns-5",name="tls-5",key="tls.crt"\} 1/, "a location marked stale is a change too");
 });
 
+t.test("warm renders and keeps every piece without sending any: the gzip scrape after it renders nothing", async (t) => {
+  const reads = { count: 0 };
+  const { inventory, renderer } = setup();
+  const count = 5000;
+  for (let i = 0; i < count; i++) inventory.replace(secret(i), { certificates: [counted({ subjectCN: `host-${i}.test`, serial: `s${i}` }, reads)] });
+  await renderer.warm(new AbortController().signal);
+  t.ok(reads.count >= 3 * count, `warm rendered every line: ${reads.count} reads`);
+  reads.count = 0;
+  const body = gunzipSync(await gzipBody(renderer)).toString("utf8");
+  t.equal(reads.count, 0, "the scrape after it rendered nothing");
+  t.equal(inventorySeries(body).filter((line) => line.startsWith("cert_info{")).length, count);
+  t.ok(sameSeries(body, Buffer.concat(await renderer.render()).toString("utf8")), "the same body as a plain render");
+});
+
+t.test("a gzip scrape during a warm shares its pieces: together they render each line once", async (t) => {
+  const reads = { count: 0 };
+  const { inventory, renderer } = setup();
+  const count = 20_000;
+  for (let i = 0; i < count; i++) inventory.replace(secret(i), { certificates: [counted({ subjectCN: `host-${i}.test`, serial: `s${i}` }, reads)] });
+  await renderer.render();
+  const full = reads.count;
+  reads.count = 0;
+  const warming = renderer.warm(new AbortController().signal);
+  const [body] = await Promise.all([gzipBody(renderer), warming]);
+  t.equal(reads.count, full, "one render's reads between them");
+  t.equal(inventorySeries(gunzipSync(body).toString("utf8")).filter((line) => line.startsWith("cert_info{")).length, count, "and the scrape's body is whole");
+});
+
+t.test("an aborted warm stops at its next piece, and the next scrape renders what it left", async (t) => {
+  const reads = { count: 0 };
+  const { inventory, renderer } = setup();
+  const count = 20_000;
+  const controller = new AbortController();
+  let armed = false;
+  const aborting = { get count() { return reads.count; }, set count(value: number) {
+    reads.count = value;
+    if (armed && value === 1000) controller.abort();
+  } };
+  for (let i = 0; i < count; i++) inventory.replace(secret(i), { certificates: [counted({ subjectCN: `host-${i}.test`, serial: `s${i}` }, aborting)] });
+  await renderer.render();
+  const full = reads.count;
+  reads.count = 0;
+  const before = new AbortController();
+  before.abort();
+  await renderer.warm(before.signal);
+  t.equal(reads.count, 0, "aborted before it started: nothing rendered");
+  armed = true;
+  await renderer.warm(controller.signal);
+  const warmed = reads.count;
+  t.ok(warmed >= 1000 && warmed < full / 10, `stopped soon after the abort: ${warmed} reads of ${full}`);
+  reads.count = 0;
+  const body = gunzipSync(await gzipBody(renderer)).toString("utf8");
+  t.equal(inventorySeries(body).filter((line) => line.startsWith("cert_info{")).length, count, "the next body is whole");
+  t.ok(reads.count < full, `and rendered only what the warm left: ${reads.count} reads`);
+});
+
 t.test("lines that read the clock are rendered again once they may have changed", async (t) => {
   const { inventory, renderer } = setup(() => ({ ...DEFAULT_SELECTION, certificateFamilies: [...DEFAULT_SELECTION.certificateFamilies, "cert_expires_in_days", "cert_expired"] }));
   // Far enough ahead for the first scrape to come before it on a loaded machine.

@@ -1,4 +1,7 @@
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { get as httpGet, type IncomingHttpHeaders } from "node:http";
@@ -12,10 +15,11 @@ import { validateConfig } from "../src/config.js";
 import { Health } from "../src/health.js";
 import { Inventory } from "../src/inventory.js";
 import { createLogger } from "../src/log.js";
-import { acceptsGzip } from "../src/metrics.js";
+import { acceptsGzip, MetricsRenderer } from "../src/metrics.js";
 import { NEVER_MS } from "../src/request-deadline.js";
 import { ScrapeGate, ScrapeRefusedError } from "../src/scrape-gate.js";
 import { buildServer, REQUEST_TIMEOUT_MS, scrapeDeadlineSeconds, type HttpLimits } from "../src/server.js";
+import { makeCert } from "../scripts/certgen.js";
 import { firstBytesThenStall, rawRequest, readToEnd } from "./helpers/raw-http.js";
 import { record } from "./helpers/records.js";
 
@@ -48,7 +52,7 @@ function empty(inventory: Inventory): void {
   for (const { location } of [...inventory.entries()]) inventory.remove(location);
 }
 
-/** A certificate that counts how often a render reads its notAfter: three times per full render. */
+/** A certificate that counts how often a render reads its notAfter: once per full render of the default families. */
 function countedCertificate(plain: CertRecord = record(), counter = { reads: 0 }): { certificate: CertRecord; reads: () => number } {
   const certificate = Object.defineProperty({ ...plain }, "notAfter", {
     enumerable: true,
@@ -399,6 +403,48 @@ t.test("ScrapeGate: close refuses everyone waiting and everyone later", async (t
   await t.rejects(waiting, ScrapeRefusedError);
   await t.rejects(gate.acquire(signal), ScrapeRefusedError);
   release();
+});
+
+t.test("once the first scans are done, the gzip pieces are rendered ahead of the first scrape", async (t) => {
+  const inventory = new Inventory();
+  const { certificate, reads } = countedCertificate();
+  fill(inventory, 2000, certificate);
+  let firstScansDone!: () => void;
+  const firstScans = new Promise<void>((resolve) => (firstScansDone = resolve));
+  const server = buildServer({ inventory, health: new Health(inventory), log: createLogger("silent"), http: DEFAULT_HTTP, firstScans });
+  const base = await server.listen({ host: "127.0.0.1", port: 0 });
+  t.teardown(() => server.close());
+  await delay(100);
+  t.equal(reads(), 0, "nothing rendered while the sources are still scanning");
+  firstScansDone();
+  // Of the default families one reads notAfter: a full render reads it once per location.
+  for (let i = 0; i < 200 && reads() < 2000; i++) await delay(50);
+  t.equal(reads(), 2000, "every line rendered once the first scans were done");
+  const scrape = await rawGet(base, "/metrics", { accept: PROMETHEUS_ACCEPT, "accept-encoding": "gzip" });
+  t.equal(reads(), 2000, "the first scrape rendered nothing: every piece was kept");
+  t.equal(certificateSeries(gunzipSync(scrape.body).toString("utf8")).filter((line) => line.startsWith("cert_info{")).length, 2000);
+});
+
+t.test("Exporter.serve renders /metrics ahead once every source has scanned, not before", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "cee-warm-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, "one.crt"), (await makeCert({ cn: "warm.test" })).pem);
+  const calls: { pending: string[]; certificates: number }[] = [];
+  const original = MetricsRenderer.prototype.warm;
+  const started: { exporter?: Exporter<Health> } = {};
+  MetricsRenderer.prototype.warm = function (this: MetricsRenderer, signal: AbortSignal) {
+    calls.push({ pending: started.exporter?.health.pendingSources() ?? ["?"], certificates: started.exporter?.inventory.size ?? -1 });
+    return original.call(this, signal);
+  };
+  t.teardown(() => {
+    MetricsRenderer.prototype.warm = original;
+  });
+  const exporter = await Exporter.create(validateConfig({ listen: { address: "127.0.0.1", port: 0 }, sources: { files: [{ paths: [join(dir, "*.crt")] }] } }), createLogger("silent"));
+  started.exporter = exporter;
+  t.teardown(() => exporter.close());
+  await exporter.serve();
+  for (let i = 0; i < 200 && calls.length === 0; i++) await delay(50);
+  t.same(calls, [{ pending: [], certificates: 1 }], "once, after the file source's first scan, with its certificate");
 });
 
 t.test("Exporter.close cuts stalled and idle connections by its deadline", async (t) => {
