@@ -48,7 +48,7 @@ import { createServer as createTlsServer } from "node:tls";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import pLimit from "p-limit";
 import { freePort } from "../test/helpers/net.js";
-import { type BenchRow, printTable } from "./report.js";
+import { type BenchRow, median, printTable } from "./report.js";
 import { benchNode, compileExporter, compileExporterAt, deployedNodeFlags, imageEnvironment, machineNode, peakRssBytes, ROOT, type NodeRuntime } from "./runtime.js";
 
 const ENDPOINTS = 1000;
@@ -320,12 +320,6 @@ async function startBlackbox(dir: string, ports: number[]): Promise<Side> {
     },
   };
 }
-
-const median = (values: readonly number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-};
 
 /** The median of the warm rounds, with their lowest and highest. */
 function warmFigure(values: readonly number[]): { value: number; range: [number, number] } {

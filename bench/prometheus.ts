@@ -46,7 +46,7 @@ import { buildServer } from "../src/server.js";
 import { freePort } from "../test/helpers/net.js";
 import { getJson, missing, PROMETHEUS, sleep, startPrometheus, stop, waitFor, type Started } from "../test/helpers/processes.js";
 import { fillDistinct } from "./render.js";
-import { printTable, type BenchRow } from "./report.js";
+import { median, printTable, type BenchRow } from "./report.js";
 import { cpuMs, currentRssBytes } from "./runtime.js";
 
 const CERTIFICATES = Number(process.env.BENCH_PROMETHEUS_CERTS ?? 50_000);
@@ -98,12 +98,6 @@ interface Measured {
   failedScrapes: number;
   served: string;
 }
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-};
 
 /** A sample of Prometheus's own /metrics, without labels. */
 async function ownMetric(base: string, name: string): Promise<number> {

@@ -10,6 +10,13 @@ export interface BenchRow {
   p90?: number;
 }
 
+/** The middle value of `values` (the mean of the two middle ones for an even count). */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
 function formatValue(value: number): string {
   if (value >= 100) return Math.round(value).toLocaleString("en-US");
   return value.toPrecision(3);

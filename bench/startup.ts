@@ -24,7 +24,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { makeCert } from "../scripts/certgen.js";
 import { freePort } from "../test/helpers/net.js";
-import { printTable, type BenchRow } from "./report.js";
+import { median, printTable, type BenchRow } from "./report.js";
 import { benchNode, compileExporter, compileExporterAt, cpuMs, deployedNodeFlags, machineNode, type NodeRuntime } from "./runtime.js";
 
 const RUNS = Number(process.env.BENCH_STARTUP_RUNS ?? 15);
@@ -125,12 +125,6 @@ function bareNode(runtime: NodeRuntime): Variant {
     check: () => exitTime(runtime.path, ["-e", "0"]),
   };
 }
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-};
 
 /** The value 90% of the runs do not exceed (nearest rank). */
 const p90 = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.ceil(values.length * 0.9) - 1] as number;

@@ -143,8 +143,9 @@ export interface FlightMeter {
  * reads (the record, the message, the field), each loop consumes at least three bytes of input per
  * turn, and a message that does not parse exactly yields nothing rather than a guess. The reading
  * stops at the first record that is incomplete or does not decrypt, at the end of the server's
- * flight (ServerHelloDone, or Finished in TLS 1.3), and in TLS 1.3 after the Certificate message. The first ServerHello (after any
- * HelloRetryRequest) and the first Certificate message count, as they do for OpenSSL.
+ * flight (ServerHelloDone, or Finished in TLS 1.3), and in TLS 1.3 after the Certificate message.
+ * The first ServerHello (after any HelloRetryRequest) and the first Certificate message count, as
+ * they do for OpenSSL.
  */
 export function parseServerFlight(bytes: Buffer, serverHandshakeSecret: Buffer | undefined, meter?: FlightMeter): WireFacts {
   const facts: WireFacts = { certificates: [], certificateRequested: false, version: "" };
@@ -207,7 +208,7 @@ export function parseServerFlight(bytes: Buffer, serverHandshakeSecret: Buffer |
         steps += parsed?.steps ?? 0;
         facts.certificates = parsed?.certificates ?? [];
         // In TLS 1.3 a CertificateRequest comes before the Certificate, so nothing after it is
-        // needed: CertificateVerify and Finished are not decrypted (a third of the reader's work).
+        // needed: CertificateVerify and Finished are not decrypted (about a fifth of the reader's work).
         if (tls13) {
           done = true;
           break;
