@@ -59,10 +59,11 @@ export function benchNode(): NodeRuntime {
 /**
  * The V8 flags the Deployment gives the exporter (NODE_OPTIONS in deploy/base/deployment.yaml), so
  * that children measured with them show the exporter as deployed. BENCH_NODE_DEFAULTS=1: none
- * (Node's defaults).
+ * (Node's defaults); BENCH_NODE_FLAGS="...": those instead, to size the heap for another case.
  */
 export function deployedNodeFlags(): string[] {
   if (process.env.BENCH_NODE_DEFAULTS) return [];
+  if (process.env.BENCH_NODE_FLAGS !== undefined) return process.env.BENCH_NODE_FLAGS.split(" ").filter(Boolean);
   const deployment = parseYaml(readFileSync(join(ROOT, "deploy", "base", "deployment.yaml"), "utf8")) as {
     spec: { template: { spec: { containers: { env?: { name: string; value: string }[] }[] } } };
   };
