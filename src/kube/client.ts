@@ -1,7 +1,8 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import type { OutgoingHttpHeaders } from "node:http";
-import { KubeConfig, type User } from "@kubernetes/client-node";
+import type { User } from "@kubernetes/client-node";
 import { ConfigError } from "../errors.js";
+import { KubeConfig } from "./client-node.js";
 
 /** Where the service-account files of a pod live (the token, its CA and namespace). */
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";

@@ -37,8 +37,8 @@ export async function waitFor(what: string, timeoutMs: number, probe: () => Prom
  * a child running TypeScript through another loader (tsx) then reports coverage of src/ that merges
  * badly with the test process's own. env(1) removes them after tap has added them.
  */
-export function plainNode(args: string[]): [command: string, args: string[]] {
-  return ["env", ["-u", "NODE_OPTIONS", "-u", "NODE_V8_COVERAGE", process.execPath, ...args]];
+export function plainNode(args: string[], node = process.execPath): [command: string, args: string[]] {
+  return ["env", ["-u", "NODE_OPTIONS", "-u", "NODE_V8_COVERAGE", node, ...args]];
 }
 
 /** Starts a process in its own process group, so that stopping it stops its children too. */
