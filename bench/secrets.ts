@@ -54,7 +54,7 @@ import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { makeCert, type Issued } from "../scripts/certgen.js";
 import { FakeApiServer } from "../test/k8s/apiserver.js";
-import { printTable, type BenchRow } from "./report.js";
+import { median, printTable, type BenchRow } from "./report.js";
 import { benchNode, compileExporter, cpuMs, currentRssBytes, deployedNodeFlags, peakRssBytes, ROOT, type NodeRuntime } from "./runtime.js";
 
 export const SECRETS = Number(process.env.BENCH_SECRETS ?? 100_000);
@@ -346,7 +346,6 @@ class Scraper {
 
 const mib = (bytes: number): number => bytes / 2 ** 20;
 const range = (values: number[]): { min: number; max: number } => ({ min: Math.min(...values), max: Math.max(...values) });
-const median = (values: number[]): number => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)]!;
 
 /** Samples a process's RSS every 50 ms until stopped; returns the largest seen. */
 function rssSampler(pid: number): () => number {

@@ -5,17 +5,14 @@
  * on this machine's Node (Node 20: the hook runs on Node's hooks thread) and on the image's Node
  * (in the loading thread, `registerHooks`): the child loads a kubeconfig and signs a request with it.
  */
-import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import t, { type Test } from "tap";
 import { imageNode } from "../bench/runtime.js";
 import { ROOT } from "./helpers/build.js";
-import { plainNode } from "./helpers/processes.js";
-
-const RECORDER = fileURLToPath(new URL("./helpers/record-loads.mjs", import.meta.url));
+import { runRecorded } from "./helpers/recorded-run.js";
 
 const KUBECONFIG = `apiVersion: v1
 kind: Config
@@ -35,7 +32,6 @@ current-context: test
 async function loadInChild(node: string): Promise<{ loads: string[]; headers: Record<string, string> }> {
   const dir = await mkdtemp(join(tmpdir(), "cee-client-node-"));
   try {
-    const record = join(dir, "loads.txt");
     const kubeconfig = join(dir, "kubeconfig");
     await writeFile(kubeconfig, KUBECONFIG);
     const script = `
@@ -43,17 +39,8 @@ async function loadInChild(node: string): Promise<{ loads: string[]; headers: Re
       const options = {};
       await loadKubeConfig({ kubeconfig: ${JSON.stringify(kubeconfig)} }).applyToHTTPSOptions(options);
       process.stdout.write(JSON.stringify(options.headers));`;
-    const [command, args] = plainNode(["--import", "tsx", "--import", RECORDER, "--input-type=module", "-e", script], node);
-    const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, RECORD_LOADS: record }, stdio: ["ignore", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (d: Buffer) => (stdout += d));
-      child.stderr.on("data", (d: Buffer) => (stderr += d));
-      child.on("close", (code) => resolve({ code, stdout, stderr }));
-    });
-    if (code !== 0) throw new Error(`the child failed (${String(code)}): ${stderr}`);
-    return { loads: (await readFile(record, "utf8")).split("\n").filter(Boolean), headers: JSON.parse(stdout) as Record<string, string> };
+    const { stdout, loads } = await runRecorded(script, node);
+    return { loads, headers: JSON.parse(stdout) as Record<string, string> };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -6,35 +6,16 @@
  * plain node and the TypeScript loader (helpers/record-loads.mjs), so nothing this test process
  * loaded counts.
  */
-import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import t from "tap";
 import { ROOT } from "./helpers/build.js";
-import { plainNode } from "./helpers/processes.js";
-
-const RECORDER = fileURLToPath(new URL("./helpers/record-loads.mjs", import.meta.url));
+import { packagesOf, runRecorded } from "./helpers/recorded-run.js";
 
 /** The packages (node_modules folders) a child loads when it imports `modules` from src/. */
 async function packagesLoadedBy(modules: string[]): Promise<Set<string>> {
-  const dir = await mkdtemp(join(tmpdir(), "cee-prober-modules-"));
-  try {
-    const record = join(dir, "loads.txt");
-    const script = modules.map((module) => `await import(${JSON.stringify(pathToFileURL(join(ROOT, "src", module)).href)});`).join("\n");
-    const [command, args] = plainNode(["--import", "tsx", "--import", RECORDER, "--input-type=module", "-e", script]);
-    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, RECORD_LOADS: record }, stdio: ["ignore", "ignore", "pipe"] });
-      let stderr = "";
-      child.stderr.on("data", (d: Buffer) => (stderr += d));
-      child.on("close", (code) => resolve({ code, stderr }));
-    });
-    if (code !== 0) throw new Error(`the child failed (${String(code)}): ${stderr}`);
-    return new Set([...(await readFile(record, "utf8")).matchAll(/\/node_modules\/((?:@[^/]+\/)?[^/]+)\//g)].map((m) => m[1] as string));
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  const script = modules.map((module) => `await import(${JSON.stringify(pathToFileURL(join(ROOT, "src", module)).href)});`).join("\n");
+  return packagesOf((await runRecorded(script)).loads);
 }
 
 t.test("the endpoint source and its context load neither zod, the Kubernetes client, the HTTP server nor yaml", async (t) => {

@@ -14,6 +14,7 @@ import { compileApp } from "./helpers/build.js";
 import { FakeApiServer } from "./k8s/apiserver.js";
 import { freePort } from "./helpers/net.js";
 import { plainNode, start, stop, waitFor } from "./helpers/processes.js";
+import { packagesOf } from "./helpers/recorded-run.js";
 
 const app = await compileApp();
 t.teardown(() => app.remove());
@@ -32,7 +33,7 @@ let runs = 0;
 /** The record of a run: the file, and the packages its lines name (by their node_modules folder). */
 function recording(): { file: string; packages: () => Promise<Set<string>> } {
   const file = join(dir, `loads-${++runs}.txt`);
-  const packages = async () => new Set([...(await readFile(file, "utf8")).matchAll(/\/node_modules\/((?:@[^/]+\/)?[^/]+)\//g)].map((m) => m[1] as string));
+  const packages = async () => packagesOf((await readFile(file, "utf8")).split("\n"));
   return { file, packages };
 }
 
